@@ -1,0 +1,265 @@
+/* dlock: distributed locks and distributed debounce on Redis.
+ *
+ * The C implementation of the npm package @upstash/lock. A lock is one Redis key, named by the
+ * lock's id exactly, holding a random UUID v4 token with a lease (SET id token NX PX lease), so a
+ * dlock process and an @upstash/lock process exclude each other on the same id. A debounce is a
+ * counter under its id (INCR, wait, GET, compare), shared the same way.
+ *
+ * A lock on one Redis server that replicates asynchronously is best-effort: a failover can lose
+ * the key and let two holders in (Kleppmann, "How to do distributed locking"). Use fencing
+ * tokens where correctness matters, and read the README's "Guarantees" section.
+ *
+ * Conventions, true for every function below unless its own comment says otherwise:
+ * - Every function returns an int: DLOCK_OK (0), a positive outcome that is not an error
+ *   (DLOCK_NOT_ACQUIRED, DLOCK_NOT_HELD, DLOCK_SUPERSEDED), or a negative DLOCK_E* error.
+ *   `rc < 0` is the one failure test. Values never change between releases.
+ * - After a failure, dlock_errmsg() on the same thread names the cause (host, option, the
+ *   server's text). No message ever contains a password or token.
+ * - Options structs: zero-initialise (`dlock_lock_options o = {0};`); a zero field takes the
+ *   documented default; a NULL pointer to options means all defaults. The library copies what it
+ *   keeps, so the caller may free options (and the strings in them) when the call returns.
+ * - Inputs are borrowed for the duration of the call. Handles made by dlock_X_new/open are freed
+ *   with dlock_X_free/close; freeing NULL is a no-op.
+ * - Every network operation has a deadline (connect_timeout_ms, command_timeout_ms).
+ * - Thread-safety: a dlock_client may be shared by any number of threads. A dlock_lock or
+ *   dlock_debounce handle may be used by one thread at a time (callers serialise); distinct
+ *   handles on one client may be used concurrently.
+ */
+#ifndef DLOCK_H
+#define DLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(DLOCK_STATIC_BUILD)
+#define DLOCK_API __attribute__((visibility("default")))
+#else
+#define DLOCK_API
+#endif
+
+/* ---- Version ------------------------------------------------------------------------------ */
+
+#define DLOCK_VERSION_MAJOR 0
+#define DLOCK_VERSION_MINOR 1
+#define DLOCK_VERSION_PATCH 0
+#define DLOCK_VERSION_NUM                                                                          \
+    ((DLOCK_VERSION_MAJOR << 16) | (DLOCK_VERSION_MINOR << 8) | DLOCK_VERSION_PATCH)
+#define DLOCK_VERSION_STRING "0.1.0"
+
+/* The version of the library linked at run time, as "MAJOR.MINOR.PATCH". Static string.
+ * Thread-safety: any thread. */
+DLOCK_API const char *dlock_version(void);
+
+/* ---- Return codes ------------------------------------------------------------------------- */
+
+#define DLOCK_OK           0 /* success */
+#define DLOCK_NOT_ACQUIRED 1 /* acquire: someone else holds the lock (not an error) */
+#define DLOCK_NOT_HELD     2 /* release/extend: this handle does not hold the lock (not an error) */
+#define DLOCK_SUPERSEDED   3 /* debounce: a later call superseded this one (not an error) */
+
+#define DLOCK_EINVAL    -1  /* bad argument: NULL handle, empty id, bad option value, bad URL */
+#define DLOCK_ENOMEM    -2  /* out of memory */
+#define DLOCK_EIO       -3  /* connection broken while sending or receiving */
+#define DLOCK_ETIMEDOUT -4  /* the connect or command deadline passed */
+#define DLOCK_ECONNECT  -5  /* could not connect: refused, unreachable, name not resolved */
+#define DLOCK_EAUTH     -6  /* the server rejected the credentials (AUTH, HTTP 401) */
+#define DLOCK_ETLS      -7  /* TLS handshake or certificate verification failed */
+#define DLOCK_ESERVER   -8  /* the server answered with an error (its text is in dlock_errmsg) */
+#define DLOCK_EPROTO    -9  /* the server's reply was malformed or of an unexpected shape */
+#define DLOCK_EHTTP     -10 /* REST transport: an HTTP status other than 2xx/400/401 */
+#define DLOCK_ESTATE    -11 /* the call is not valid in the handle's current state */
+#define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
+
+/* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
+ * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
+DLOCK_API const char *dlock_strerror(int rc);
+
+/* The detailed message of the last failure of a dlock call made on the calling thread, e.g.
+ * "127.0.0.1:6379: connection refused". Returns "" if no call on this thread has failed.
+ * Ownership: the string belongs to the library (thread-local storage) and stays valid until the
+ * next dlock call on the same thread. Thread-safety: each thread reads its own message. */
+DLOCK_API const char *dlock_errmsg(void);
+
+/* ---- Client: a connection (pool) to one Redis server ------------------------------------------
+ */
+
+typedef struct dlock_client dlock_client;
+
+typedef struct dlock_client_options {
+    int connect_timeout_ms;      /* deadline for connect + TLS + AUTH; 0 = 5000 */
+    int command_timeout_ms;      /* deadline for one command's round trip; 0 = 2000 */
+    const char *username;        /* ACL user; overrides the URL's; NULL = from URL / "default" */
+    const char *password;        /* overrides the URL's; NULL = from URL / none. Never printed. */
+    const char *tls_ca_file;     /* PEM CA bundle for rediss://; NULL = system default store */
+    const char *tls_ca_dir;      /* hashed CA directory for rediss://; NULL = system default */
+    const char *tls_cert_file;   /* client certificate (PEM) for mutual TLS; NULL = none */
+    const char *tls_key_file;    /* client private key (PEM); NULL = none */
+    const char *tls_server_name; /* SNI and name to verify; NULL = the URL's host */
+    int tls_insecure;            /* 1 = do not verify the server certificate (tests only!) */
+    int pool_size;               /* idle connections kept for reuse; 0 = 4 */
+} dlock_client_options;
+
+/* Opens a client for `url`:
+ *   redis://[user[:password]@]host[:port][/db]     plain TCP; port 6379, db 0 by default
+ *   rediss://[user[:password]@]host[:port][/db]    TLS; the peer certificate is verified
+ *   unix:///path/to/redis.sock[?db=N]               unix domain socket
+ * Credentials in the URL are percent-decoded; options->username/password override them. IPv6
+ * hosts are written in brackets: redis://[::1]:6379.
+ * The first connection (with TLS handshake, AUTH and SELECT) is made here, so a wrong address or
+ * password fails at once. Further connections are made as threads need them.
+ * Returns DLOCK_OK and sets *out, or an error (EINVAL, ECONNECT, ETIMEDOUT, EAUTH, ETLS, ...) and
+ * sets *out to NULL.
+ * Ownership: the caller closes *out with dlock_client_close. Thread-safety: any thread. */
+DLOCK_API int dlock_client_open(dlock_client **out, const char *url,
+                                const dlock_client_options *options);
+
+/* Opens a client from the environment: REDIS_URL, or redis://127.0.0.1:6379 when it is unset or
+ * empty. Returns and ownership as dlock_client_open. */
+DLOCK_API int dlock_client_open_env(dlock_client **out, const dlock_client_options *options);
+
+/* A printable description of the server this client talks to ("redis://127.0.0.1:6379/0"),
+ * without credentials. Ownership: the client's; valid until dlock_client_close. */
+DLOCK_API const char *dlock_client_server(const dlock_client *client);
+
+/* Closes all connections and frees the client. Free every lock and debounce made on it first.
+ * NULL is a no-op. Thread-safety: no other thread may use the client during or after this. */
+DLOCK_API void dlock_client_close(dlock_client *client);
+
+/* ---- Lock ------------------------------------------------------------------------------------ */
+
+typedef struct dlock_lock dlock_lock;
+
+typedef struct dlock_lock_options {
+    int64_t lease_ms; /* lease of each acquire; 0 = 10000. Must be > 0 if set. */
+    int attempts;     /* total SET tries per acquire; 0 = 3. Must be >= 1 if set. */
+    int64_t delay_ms; /* pause between tries (none after the last); 0 = 100. -1 = no pause. */
+} dlock_lock_options;
+
+typedef struct dlock_acquire_options {
+    int64_t lease_ms;  /* 0 = the lock's lease_ms */
+    int attempts;      /* 0 = the lock's attempts */
+    int64_t delay_ms;  /* 0 = the lock's delay_ms; -1 = no pause */
+    const char *token; /* value to store instead of a random UUID (the seed's `uuid`); NULL or ""
+                          = a fresh random UUID v4. At most 512 bytes, any bytes but NUL. */
+} dlock_acquire_options;
+
+typedef enum dlock_state { DLOCK_FREE = 0, DLOCK_ACQUIRED = 1 } dlock_state;
+
+/* Makes a lock handle for `id` on `client`. Nothing is sent to Redis. The id is the Redis key,
+ * exactly: any bytes but NUL, 1 to 65536 bytes (Redis keys are binary-safe; spaces, quotes,
+ * newlines and UTF-8 are fine).
+ * Returns DLOCK_OK, or DLOCK_EINVAL (NULL out/client/id, empty or over-long id, lease <= 0,
+ * attempts < 1, delay < -1), DLOCK_ENOMEM. *out is NULL on failure.
+ * Ownership: free with dlock_lock_free before closing the client. */
+DLOCK_API int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
+                             const dlock_lock_options *options);
+
+/* Frees the handle. It does NOT release the lock in Redis (call dlock_lock_release first); the
+ * key then expires at the end of its lease. NULL is a no-op. */
+DLOCK_API void dlock_lock_free(dlock_lock *lock);
+
+/* Tries to take the lock: up to `attempts` times SET id token NX PX lease, pausing delay_ms
+ * between tries and not after the last. `options` may be NULL (the lock's settings).
+ * If a reply is lost to a broken connection, the call reconnects and checks whether its SET took
+ * effect (GET id) before it reports anything, so it never reports an error for a lock it holds.
+ * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
+ * holds it after all attempts), or an error (EINVAL for bad options, EIO, ETIMEDOUT, ...).
+ * A failed acquire leaves a token the handle already held untouched.
+ * Thread-safety: one thread at a time per handle. */
+DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *options);
+
+/* Releases the lock if this handle's token still holds it (atomic Lua check-and-delete).
+ * Returns DLOCK_OK (deleted), DLOCK_NOT_HELD (not acquired by this handle, expired, or taken by
+ * another holder), or an error. After OK or NOT_HELD the handle holds no token. */
+DLOCK_API int dlock_lock_release(dlock_lock *lock);
+
+/* Adds `ms` milliseconds to the lock's remaining lease, if this handle still holds it (atomic
+ * Lua check, PTTL, PEXPIRE; millisecond precision). `ms` must be > 0.
+ * Returns DLOCK_OK, DLOCK_NOT_HELD, DLOCK_EINVAL (ms <= 0 or overflowing), or an error. */
+DLOCK_API int dlock_lock_extend(dlock_lock *lock, int64_t ms);
+
+/* Sets *out to DLOCK_ACQUIRED if the key holds this handle's token now, else DLOCK_FREE. A handle
+ * with no token reports FREE without a round trip.
+ * Returns DLOCK_OK or an error (then *out is DLOCK_FREE). */
+DLOCK_API int dlock_lock_status(dlock_lock *lock, dlock_state *out);
+
+/* The lock's id. Ownership: the handle's, valid until dlock_lock_free. Never NULL for a valid
+ * handle; NULL for a NULL handle. */
+DLOCK_API const char *dlock_lock_id(const dlock_lock *lock);
+
+/* The token this handle holds the lock with, or NULL when it holds none (never acquired, or
+ * released). Ownership: the handle's, valid until the next acquire/release/free. */
+DLOCK_API const char *dlock_lock_token(const dlock_lock *lock);
+
+/* What Redis holds under a lock id, read atomically (one round trip), for tools and monitoring. */
+typedef struct dlock_lock_info {
+    int held;              /* 1 if the key exists */
+    int64_t remaining_ms;  /* its remaining lease; -1 if it has no expiry; 0 if free */
+    int token_matches;     /* 1 if `token` was given and is the value stored */
+    char holder_token[80]; /* the stored value (truncated, NUL-terminated); "" if free */
+} dlock_lock_info;
+
+/* Reads the state of lock `id` without holding it. `token` may be NULL.
+ * Returns DLOCK_OK with *out filled, or an error. Thread-safety: any thread. */
+DLOCK_API int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,
+                                 dlock_lock_info *out);
+
+/* ---- Debounce -------------------------------------------------------------------------------- */
+
+typedef struct dlock_debounce dlock_debounce;
+
+/* Runs when a call was the last one within the wait. `arg`/`len` are the call's argument (a
+ * library-owned copy, valid during the callback only). */
+typedef void (*dlock_debounce_fn)(const void *arg, size_t len, void *userdata);
+
+/* Receives the failure of an asynchronous dlock_debounce_call (e.g. Redis unreachable). rc is a
+ * negative code; msg names the cause (valid during the callback only). */
+typedef void (*dlock_debounce_error_fn)(int rc, const char *msg, void *userdata);
+
+typedef struct dlock_debounce_options {
+    int64_t wait_ms;                        /* quiet period; 0 = 1000 */
+    dlock_debounce_fn callback;             /* required */
+    void *userdata;                         /* passed to both callbacks */
+    dlock_debounce_error_fn error_callback; /* NULL = errors of async calls are dropped */
+} dlock_debounce_options;
+
+/* Makes a debounce for `id` on `client`. The key `id` holds a counter shared by every caller
+ * (dlock or @upstash/lock's Debounce) using that id. Nothing is sent to Redis and no thread is
+ * started here.
+ * Returns DLOCK_OK, DLOCK_EINVAL (NULL argument, missing callback, bad id, wait < 0), ENOMEM.
+ * Ownership: free with dlock_debounce_free before closing the client. */
+DLOCK_API int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *id,
+                                 const dlock_debounce_options *options);
+
+/* Counts one call and returns at once, like calling the seed's call() without awaiting it. The
+ * library copies `arg` (len bytes; arg may be NULL if len is 0), then, on a thread of its own
+ * (started by the first call): INCR id, waits wait_ms, GET id, and runs the callback on that
+ * thread if no other call (from any process) came in between. Decisions of one handle run one
+ * after another on that thread, so a slow callback delays later decisions of the same handle.
+ * Returns DLOCK_OK (queued), DLOCK_EINVAL, DLOCK_ENOMEM, DLOCK_ESYS (thread could not start).
+ * Network errors are reported to error_callback, later. */
+DLOCK_API int dlock_debounce_call(dlock_debounce *debounce, const void *arg, size_t len);
+
+/* Counts one call and blocks for the wait, like `await call()`: INCR, wait, GET, and runs the
+ * callback on the calling thread if this was the last call.
+ * Returns DLOCK_OK (this call ran the callback), DLOCK_SUPERSEDED (a later call came within the
+ * wait; the callback did not run here), or an error. */
+DLOCK_API int dlock_debounce_call_sync(dlock_debounce *debounce, const void *arg, size_t len);
+
+/* Waits until every call made with dlock_debounce_call on this handle has been decided (and its
+ * callback, if any, has returned). Returns DLOCK_OK. Must not be called from the callback. */
+DLOCK_API int dlock_debounce_flush(dlock_debounce *debounce);
+
+/* Flushes, stops the handle's thread and frees the handle. NULL is a no-op. Must not be called
+ * from the callback. */
+DLOCK_API void dlock_debounce_free(dlock_debounce *debounce);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DLOCK_H */

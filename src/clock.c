@@ -1,0 +1,45 @@
+/* Monotonic time, and waiting on a socket against a deadline. Deadlines and lease bookkeeping never
+ * use the wall clock, which can jump. */
+#include "fmacros.h"
+
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+
+int64_t dlock__now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void dlock__sleep_ms(int64_t ms) {
+    if (ms <= 0) {
+        return;
+    }
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+int64_t dlock__add_sat(int64_t a, int64_t b) {
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+int dlock__poll_fd(int fd, short events, int64_t deadline_ms) {
+    for (;;) {
+        int64_t left = deadline_ms - dlock__now_ms();
+        if (left <= 0) {
+            return DLOCK_ETIMEDOUT;
+        }
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (n > 0) {
+            return DLOCK_OK; /* ready, or an error/hangup that the next read/write reports */
+        }
+        if (n < 0 && errno != EINTR) {
+            return DLOCK_EIO;
+        }
+    }
+}

@@ -1,0 +1,326 @@
+/* Debounce: the seed's INCR, wait, GET, compare, on the seed's key, so C and JS instances share
+ * one debounce. Asynchronous calls are decided by one worker thread per handle, started by the
+ * first dlock_debounce_call. */
+#include "fmacros.h"
+
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Beyond every call's wait, the counter lives this much longer, so keys of idle debounces
+ * disappear (the seed's never do) yet never expire under a waiting call. */
+#define EXPIRY_MARGIN_MS ((int64_t)10 * 60 * 1000)
+
+typedef struct pending {
+    struct pending *next;
+    void *arg;
+    size_t len;
+    long long count; /* our INCR result */
+    int64_t due;     /* monotonic ms when the decision is made */
+    int counted;     /* INCR done */
+} pending;
+
+struct dlock_debounce {
+    dlock_client *client;
+    char *id;
+    size_t idlen;
+    int64_t wait_ms;
+    dlock_debounce_fn callback;
+    dlock_debounce_error_fn error_callback;
+    void *userdata;
+
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* new call or stop: the worker re-examines the queue */
+    pthread_cond_t idle; /* outstanding reached 0 */
+    pending *head, *tail;
+    size_t outstanding;
+    int started, stopping;
+    pthread_t thread;
+};
+
+int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *id,
+                       const dlock_debounce_options *o) {
+    dlock__err_clear();
+    if (out == NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_debounce_new: out is NULL");
+    }
+    *out = NULL;
+    if (client == NULL || o == NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_debounce_new: %s is NULL",
+                          client == NULL ? "client" : "options (the callback is required)");
+    }
+    int rc = dlock__check_id(id, "dlock_debounce_new");
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    if (o->callback == NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_debounce_new: options.callback is NULL");
+    }
+    if (o->wait_ms < 0 || o->wait_ms > (int64_t)1000000000000) {
+        return dlock__err(DLOCK_EINVAL,
+                          "dlock_debounce_new: wait_ms must be from 0 to 10^12, "
+                          "got %lld",
+                          (long long)o->wait_ms);
+    }
+    dlock_debounce *d = calloc(1, sizeof *d);
+    if (d == NULL || (d->id = strdup(id)) == NULL) {
+        free(d);
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    d->client = client;
+    d->idlen = strlen(id);
+    d->wait_ms = o->wait_ms ? o->wait_ms : DLOCK__DEFAULT_WAIT_MS;
+    d->callback = o->callback;
+    d->error_callback = o->error_callback;
+    d->userdata = o->userdata;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->wake, &ca);
+    pthread_cond_init(&d->idle, NULL);
+    pthread_condattr_destroy(&ca);
+    *out = d;
+    return DLOCK_OK;
+}
+
+/* INCR with an expiry, atomically. Sets *count. */
+static int count_call(dlock_debounce *d, long long *count) {
+    char ttl[24];
+    int ttllen = snprintf(ttl, sizeof ttl, "%lld", (long long)(2 * d->wait_ms + EXPIRY_MARGIN_MS));
+    const char *argv[] = {d->id, ttl};
+    size_t lens[] = {d->idlen, (size_t)ttllen};
+    dlock__reply r;
+    int rc = dlock__script_run(d->client, &dlock__script_incr_expire, 1, 2, argv, lens, &r, NULL);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    if (r.type == DLOCK__REPLY_INT) {
+        *count = r.integer;
+    } else {
+        rc = dlock__reply_error(d->client, &r, "debounce INCR");
+    }
+    dlock__reply_clear(&r);
+    return rc;
+}
+
+/* GET the counter: DLOCK_OK if it still equals count, DLOCK_SUPERSEDED if not, or an error. */
+static int still_last(dlock_debounce *d, long long count) {
+    const char *argv[] = {"GET", d->id};
+    size_t lens[] = {3, d->idlen};
+    dlock__reply r;
+    int rc = dlock__client_call(d->client, 2, argv, lens, &r, NULL);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    char want[24];
+    snprintf(want, sizeof want, "%lld", count);
+    if (r.type == DLOCK__REPLY_STR) {
+        /* Compare decimal text: the counter is what INCR made it (or a JS instance's INCR). */
+        rc = strcmp(r.str, want) == 0 ? DLOCK_OK : DLOCK_SUPERSEDED;
+    } else if (r.type == DLOCK__REPLY_NIL) {
+        rc = DLOCK_SUPERSEDED; /* deleted under us: no call can claim it */
+    } else {
+        rc = dlock__reply_error(d->client, &r, "debounce GET");
+    }
+    dlock__reply_clear(&r);
+    return rc;
+}
+
+static int check_call(dlock_debounce *d, const void *arg, size_t len, const char *what) {
+    if (d == NULL) {
+        return dlock__err(DLOCK_EINVAL, "%s: debounce is NULL", what);
+    }
+    if (arg == NULL && len > 0) {
+        return dlock__err(DLOCK_EINVAL, "%s: arg is NULL but len is %zu", what, len);
+    }
+    return DLOCK_OK;
+}
+
+int dlock_debounce_call_sync(dlock_debounce *d, const void *arg, size_t len) {
+    dlock__err_clear();
+    int rc = check_call(d, arg, len, "dlock_debounce_call_sync");
+    long long count;
+    if (rc != DLOCK_OK || (rc = count_call(d, &count)) != DLOCK_OK) {
+        return rc;
+    }
+    dlock__sleep_ms(d->wait_ms);
+    if ((rc = still_last(d, count)) == DLOCK_OK) {
+        d->callback(arg, len, d->userdata);
+    }
+    return rc;
+}
+
+/* Removes the head entry after its decision; called with d->mu held. */
+static void finish_head(dlock_debounce *d) {
+    pending *p = d->head;
+    d->head = p->next;
+    if (d->head == NULL) {
+        d->tail = NULL;
+    }
+    free(p->arg);
+    free(p);
+    if (--d->outstanding == 0) {
+        pthread_cond_broadcast(&d->idle);
+    }
+}
+
+static void report(dlock_debounce *d, int rc) {
+    if (d->error_callback != NULL) {
+        d->error_callback(rc, dlock_errmsg(), d->userdata);
+    }
+}
+
+/* The worker: counts new calls as they arrive (INCR), and decides each when its wait is over.
+ * The mutex is never held across a round trip or a callback. */
+static void *worker(void *arg) {
+    dlock_debounce *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        pending *fresh = NULL;
+        for (pending *p = d->head; p != NULL; p = p->next) {
+            if (!p->counted) {
+                fresh = p;
+                break;
+            }
+        }
+        if (fresh != NULL) {
+            pthread_mutex_unlock(&d->mu);
+            long long count = 0;
+            int rc = count_call(d, &count);
+            pthread_mutex_lock(&d->mu);
+            if (rc != DLOCK_OK) {
+                fresh->counted = 1;
+                fresh->count = -1; /* decided: failed */
+                fresh->due = 0;
+                pthread_mutex_unlock(&d->mu);
+                report(d, rc);
+                pthread_mutex_lock(&d->mu);
+                continue;
+            }
+            fresh->counted = 1;
+            fresh->count = count;
+            fresh->due = dlock__now_ms() + d->wait_ms;
+            /* Our own later INCR supersedes every earlier call of this handle for certain:
+             * decide those now, without a GET. */
+            for (pending *p = d->head; p != fresh; p = p->next) {
+                p->due = 0;
+                p->count = p->count < 0 ? p->count : 0;
+            }
+            continue;
+        }
+        if (d->head == NULL) {
+            if (d->stopping) {
+                break;
+            }
+            pthread_cond_wait(&d->wake, &d->mu);
+            continue;
+        }
+        pending *p = d->head;
+        int64_t now = dlock__now_ms();
+        if (p->due > now) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t left = p->due - now;
+            ts.tv_sec += left / 1000;
+            ts.tv_nsec += (left % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&d->wake, &d->mu, &ts);
+            continue;
+        }
+        if (p->count <= 0) { /* failed to count, or superseded by our own later call */
+            finish_head(d);
+            continue;
+        }
+        pthread_mutex_unlock(&d->mu);
+        int rc = still_last(d, p->count);
+        if (rc == DLOCK_OK) {
+            d->callback(p->arg, p->len, d->userdata);
+        } else if (rc < 0) {
+            report(d, rc);
+        }
+        pthread_mutex_lock(&d->mu);
+        finish_head(d);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+int dlock_debounce_call(dlock_debounce *d, const void *arg, size_t len) {
+    dlock__err_clear();
+    int rc = check_call(d, arg, len, "dlock_debounce_call");
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    pending *p = calloc(1, sizeof *p);
+    if (p == NULL || (len > 0 && (p->arg = malloc(len)) == NULL)) {
+        free(p);
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    if (len > 0) {
+        memcpy(p->arg, arg, len);
+    }
+    p->len = len;
+    pthread_mutex_lock(&d->mu);
+    if (!d->started) {
+        int e = pthread_create(&d->thread, NULL, worker, d);
+        if (e != 0) {
+            pthread_mutex_unlock(&d->mu);
+            free(p->arg);
+            free(p);
+            return dlock__err(DLOCK_ESYS, "dlock_debounce_call: cannot start thread: %s",
+                              strerror(e));
+        }
+        d->started = 1;
+    }
+    if (d->tail != NULL) {
+        d->tail->next = p;
+    } else {
+        d->head = p;
+    }
+    d->tail = p;
+    d->outstanding++;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->mu);
+    return DLOCK_OK;
+}
+
+int dlock_debounce_flush(dlock_debounce *d) {
+    dlock__err_clear();
+    if (d == NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_debounce_flush: debounce is NULL");
+    }
+    pthread_mutex_lock(&d->mu);
+    while (d->outstanding > 0) {
+        pthread_cond_wait(&d->idle, &d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return DLOCK_OK;
+}
+
+void dlock_debounce_free(dlock_debounce *d) {
+    if (d == NULL) {
+        return;
+    }
+    dlock_debounce_flush(d);
+    pthread_mutex_lock(&d->mu);
+    d->stopping = 1;
+    pthread_cond_signal(&d->wake);
+    int started = d->started;
+    pthread_mutex_unlock(&d->mu);
+    if (started) {
+        pthread_join(d->thread, NULL);
+    }
+    pthread_cond_destroy(&d->wake);
+    pthread_cond_destroy(&d->idle);
+    pthread_mutex_destroy(&d->mu);
+    free(d->id);
+    free(d);
+}

@@ -1,0 +1,188 @@
+/* Private declarations shared by the library's source files. Not API. */
+#ifndef DLOCK_INTERNAL_H
+#define DLOCK_INTERNAL_H
+
+#include "dlock.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DLOCK__DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DLOCK__DEFAULT_COMMAND_TIMEOUT_MS 2000
+#define DLOCK__DEFAULT_POOL_SIZE          4
+#define DLOCK__DEFAULT_LEASE_MS           10000
+#define DLOCK__DEFAULT_ATTEMPTS           3
+#define DLOCK__DEFAULT_DELAY_MS           100
+#define DLOCK__DEFAULT_WAIT_MS            1000
+#define DLOCK__MAX_ID_LEN                 65536
+#define DLOCK__MAX_TOKEN_LEN              512
+#define DLOCK__UUID_LEN                   36
+
+/* ---- error.c: the thread-local detail message ---- */
+
+/* Formats the calling thread's message and returns rc, so callers write
+ * `return dlock__err(DLOCK_EINVAL, "id is empty");`. */
+int dlock__err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes the current message with "what: " (e.g. the server's address). Returns rc. */
+int dlock__err_prefix(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dlock__err_clear(void);
+
+/* ---- clock.c: monotonic milliseconds ---- */
+
+int64_t dlock__now_ms(void);
+/* Sleeps until `ms` have passed (EINTR-safe). */
+void dlock__sleep_ms(int64_t ms);
+/* a + b, saturating at INT64_MAX; both non-negative. */
+int64_t dlock__add_sat(int64_t a, int64_t b);
+
+/* Waits until fd is ready for `events` (POLLIN/POLLOUT) or the monotonic deadline passes.
+ * Returns DLOCK_OK, DLOCK_ETIMEDOUT, or DLOCK_EIO (poll failed). No message is set. */
+int dlock__poll_fd(int fd, short events, int64_t deadline_ms);
+
+/* ---- token.c ---- */
+
+/* Writes a lowercase UUID v4 (36 chars + NUL) from getrandom. Returns DLOCK_OK or ESYS. */
+int dlock__uuid4(char out[DLOCK__UUID_LEN + 1]);
+/* Uniform random integer in [0, n) (n > 0), for backoff jitter. */
+uint64_t dlock__random_below(uint64_t n);
+
+/* ---- url.c: what a URL says ---- */
+
+typedef enum dlock__scheme {
+    DLOCK__SCHEME_REDIS,
+    DLOCK__SCHEME_REDISS,
+    DLOCK__SCHEME_UNIX,
+    DLOCK__SCHEME_HTTP,
+    DLOCK__SCHEME_HTTPS,
+} dlock__scheme;
+
+typedef struct dlock__url {
+    dlock__scheme scheme;
+    char *host;     /* without brackets; NULL for unix */
+    int port;       /* 0 for unix */
+    char *path;     /* unix socket path; for http(s) the whole URL without credentials */
+    int db;         /* SELECT db; 0 = none */
+    char *username; /* percent-decoded; NULL if absent */
+    char *password; /* percent-decoded; NULL if absent */
+} dlock__url;
+
+/* Parses `text`. Returns DLOCK_OK, EINVAL (with a message that never contains the password) or
+ * ENOMEM. On success the caller frees with dlock__url_free. */
+int dlock__url_parse(const char *text, dlock__url *out);
+void dlock__url_free(dlock__url *u);
+
+/* ---- replies: the transport-neutral form of a Redis reply ---- */
+
+typedef enum dlock__reply_type {
+    DLOCK__REPLY_NIL = 0,
+    DLOCK__REPLY_INT,
+    DLOCK__REPLY_STR,   /* bulk string or status ("OK") */
+    DLOCK__REPLY_ERROR, /* an error reply: str holds Redis's text */
+    DLOCK__REPLY_ARRAY,
+} dlock__reply_type;
+
+typedef struct dlock__reply {
+    dlock__reply_type type;
+    long long integer;
+    char *str; /* NUL-terminated too, for convenience; len is authoritative */
+    size_t len;
+    size_t elements;
+    struct dlock__reply *element; /* array of `elements` replies */
+} dlock__reply;
+
+/* Frees what *r owns and zeroes it (r itself is the caller's). */
+void dlock__reply_clear(dlock__reply *r);
+
+/* One command: argc arguments with explicit lengths (binary-safe). */
+typedef struct dlock__cmd {
+    int argc;
+    const char **argv;
+    const size_t *argvlen;
+} dlock__cmd;
+
+/* ---- the client's settings, as transports see them ---- */
+
+typedef struct dlock__config {
+    dlock__url url;
+    int connect_timeout_ms;
+    int command_timeout_ms;
+    char *username, *password; /* effective credentials (options override URL) */
+    char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
+    int tls_insecure;
+    void *tls_ctx; /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
+    char *display; /* "redis://host:port/db", no secrets; used as the message prefix */
+} dlock__config;
+
+/* ---- transport.h-style table: how a connection talks to its server ---- */
+
+typedef struct dlock__conn dlock__conn;
+
+typedef struct dlock__transport {
+    const char *name;
+    /* Opens one connection, authenticated and ready, within cfg->connect_timeout_ms. */
+    int (*connect)(const dlock__config *cfg, dlock__conn **out);
+    /* Sends n commands (pipelined) and reads n replies into replies[0..n-1], all before the
+     * monotonic deadline_ms. Redis error replies are DLOCK__REPLY_ERROR, not failures. Returns
+     * DLOCK_OK or a negative code; after a failure the connection is unusable. *sent tells
+     * whether any byte of the request may have reached the server. */
+    int (*exec)(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
+                int64_t deadline_ms, int *sent);
+    /* 1 if an idle connection still looks usable (no EOF or stray data pending). */
+    int (*alive)(dlock__conn *c);
+    void (*close)(dlock__conn *c);
+} dlock__transport;
+
+extern const dlock__transport dlock__resp_transport;
+
+/* ---- tls.c ---- */
+
+/* Builds the client's SSL_CTX from cfg (CA, client cert, verification) into cfg->tls_ctx. */
+int dlock__tls_ctx_new(dlock__config *cfg);
+void dlock__tls_ctx_free(dlock__config *cfg);
+/* Runs the TLS handshake on connected socket fd before deadline_ms; *out is an SSL *. */
+int dlock__tls_handshake(const dlock__config *cfg, int fd, int64_t deadline_ms, void **out);
+/* Appends OpenSSL's queued error text to buf (for messages). */
+void dlock__tls_error_text(char *buf, size_t size);
+
+/* ---- client.c ---- */
+
+struct dlock_client {
+    dlock__config cfg;
+    const dlock__transport *tp;
+    pthread_mutex_t mu; /* guards idle[] */
+    dlock__conn **idle;
+    int nidle, pool_size;
+};
+
+/* Runs n pipelined commands on a pooled connection with the command deadline. On failure the
+ * connection is dropped and the message is prefixed with the server's name. *sent (may be NULL)
+ * reports whether the request may have reached the server. */
+int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
+                       int *sent);
+/* One command from argv/lens. */
+int dlock__client_call(dlock_client *c, int argc, const char **argv, const size_t *lens,
+                       dlock__reply *reply, int *sent);
+/* Turns an error reply into DLOCK_ESERVER with Redis's text as the message. */
+int dlock__reply_error(const dlock_client *c, const dlock__reply *r, const char *what);
+
+/* ---- script.c: Lua scripts sent as EVALSHA, falling back to EVAL on NOSCRIPT ---- */
+
+typedef struct dlock__script {
+    const char *body;
+    char sha[41]; /* filled once by dlock__scripts_init */
+} dlock__script;
+
+extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
+    dlock__script_incr_expire;
+
+/* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
+int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
+                      const size_t *lens, dlock__reply *reply, int *sent);
+
+/* ---- shared validation ---- */
+
+int dlock__check_id(const char *id, const char *what);
+
+#endif

@@ -1,0 +1,465 @@
+/* The Redis-protocol transport: one socket (TCP, unix, or TLS over TCP) with deadlines on every
+ * read and write. hiredis does the protocol (redisFormatCommandArgv, redisReader); this file does
+ * the sockets, because hiredis 0.14's blocking API has no per-command deadline and no TLS. */
+#include "fmacros.h"
+
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct dlock__conn {
+    int fd;
+    SSL *ssl;
+    redisReader *reader;
+};
+
+/* ---- socket setup ---- */
+
+static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len, int64_t deadline) {
+    if (connect(fd, sa, len) == 0) {
+        return DLOCK_OK;
+    }
+    if (errno != EINPROGRESS && errno != EAGAIN) {
+        return -errno;
+    }
+    if (dlock__poll_fd(fd, POLLOUT, deadline) != DLOCK_OK) {
+        return -ETIMEDOUT;
+    }
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) {
+        return -errno;
+    }
+    return err == 0 ? DLOCK_OK : -err;
+}
+
+static int connect_error(const dlock__config *cfg, int neg_errno) {
+    if (neg_errno == -ETIMEDOUT) {
+        return dlock__err(DLOCK_ETIMEDOUT, "%s: connect timed out after %d ms", cfg->display,
+                          cfg->connect_timeout_ms);
+    }
+    return dlock__err(DLOCK_ECONNECT, "%s: cannot connect: %s", cfg->display, strerror(-neg_errno));
+}
+
+static int open_unix(const dlock__config *cfg, int64_t deadline, int *out) {
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t n = strlen(cfg->url.path);
+    if (n >= sizeof sun.sun_path) {
+        return dlock__err(DLOCK_EINVAL, "unix socket path is too long (%zu bytes, at most %zu)", n,
+                          sizeof sun.sun_path - 1);
+    }
+    memcpy(sun.sun_path, cfg->url.path, n + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return dlock__err(DLOCK_ESYS, "socket: %s", strerror(errno));
+    }
+    int rc = connect_fd(fd, (struct sockaddr *)&sun, sizeof sun, deadline);
+    if (rc != DLOCK_OK) {
+        close(fd);
+        return connect_error(cfg, rc);
+    }
+    *out = fd;
+    return DLOCK_OK;
+}
+
+/* Name resolution uses getaddrinfo, whose time is bounded by the resolver's own timeout
+ * (resolv.conf), not by connect_timeout_ms; numeric addresses never touch the resolver. */
+static int open_tcp(const dlock__config *cfg, int64_t deadline, int *out) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->url.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int g = getaddrinfo(cfg->url.host, port, &hints, &res);
+    if (g != 0) {
+        return dlock__err(DLOCK_ECONNECT, "%s: cannot resolve host '%s': %s", cfg->display,
+                          cfg->url.host, gai_strerror(g));
+    }
+    int rc = -ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        rc = connect_fd(fd, ai->ai_addr, ai->ai_addrlen, deadline);
+        if (rc == DLOCK_OK) {
+            int one = 1;
+            /* Lock commands are tiny request/reply pairs: Nagle would only add latency. */
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+            *out = fd;
+            break;
+        }
+        close(fd);
+        if (rc == -ETIMEDOUT) {
+            break;
+        }
+    }
+    freeaddrinfo(res);
+    return rc == DLOCK_OK ? DLOCK_OK : connect_error(cfg, rc);
+}
+
+/* ---- raw I/O with deadlines ---- */
+
+static int io_error(dlock__conn *c, int64_t deadline, const char *op) {
+    if (dlock__now_ms() >= deadline) {
+        return dlock__err(DLOCK_ETIMEDOUT, "no reply within the command deadline");
+    }
+    (void)c;
+    return dlock__err(DLOCK_EIO, "connection lost while %s", op);
+}
+
+static int write_all(dlock__conn *c, const char *buf, size_t len, int64_t deadline, int *sent) {
+    while (len > 0) {
+        ssize_t n;
+        short want = POLLOUT;
+        if (c->ssl != NULL) {
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+            n = r;
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                    want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                    n = -1;
+                    errno = EAGAIN;
+                } else {
+                    return dlock__err(DLOCK_EIO, "connection lost while sending");
+                }
+            }
+        } else {
+            n = send(c->fd, buf, len, MSG_NOSIGNAL);
+        }
+        if (n > 0) {
+            *sent = 1;
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            if (dlock__poll_fd(c->fd, want, deadline) != DLOCK_OK) {
+                return dlock__err(DLOCK_ETIMEDOUT, "could not send within the command deadline");
+            }
+            continue;
+        }
+        return dlock__err(DLOCK_EIO, "connection lost while sending: %s", strerror(errno));
+    }
+    return DLOCK_OK;
+}
+
+/* Reads what is available (waiting for at least one byte) into the reader. */
+static int read_some(dlock__conn *c, int64_t deadline) {
+    char buf[16384];
+    for (;;) {
+        ssize_t n;
+        short want = POLLIN;
+        if (c->ssl != NULL) {
+            ERR_clear_error();
+            int r = SSL_read(c->ssl, buf, sizeof buf);
+            n = r;
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                    want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                    n = -1;
+                    errno = EAGAIN;
+                } else {
+                    return dlock__err(DLOCK_EIO, "connection closed by the server");
+                }
+            }
+        } else {
+            n = recv(c->fd, buf, sizeof buf, 0);
+            if (n == 0) {
+                return dlock__err(DLOCK_EIO, "connection closed by the server");
+            }
+        }
+        if (n > 0) {
+            if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+                return dlock__err(DLOCK_EPROTO, "cannot buffer reply");
+            }
+            return DLOCK_OK;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            if (dlock__poll_fd(c->fd, want, deadline) != DLOCK_OK) {
+                return io_error(c, deadline, "waiting for a reply");
+            }
+            continue;
+        }
+        return dlock__err(DLOCK_EIO, "connection lost while reading: %s", strerror(errno));
+    }
+}
+
+/* ---- replies ---- */
+
+static int convert(const redisReply *r, dlock__reply *out, int depth) {
+    memset(out, 0, sizeof *out);
+    switch (r->type) {
+    case REDIS_REPLY_NIL:
+        out->type = DLOCK__REPLY_NIL;
+        return DLOCK_OK;
+    case REDIS_REPLY_INTEGER:
+        out->type = DLOCK__REPLY_INT;
+        out->integer = r->integer;
+        return DLOCK_OK;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        out->type = r->type == REDIS_REPLY_ERROR ? DLOCK__REPLY_ERROR : DLOCK__REPLY_STR;
+        out->len = r->len;
+        if ((out->str = malloc(r->len + 1)) == NULL) {
+            return dlock__err(DLOCK_ENOMEM, "out of memory reading a reply");
+        }
+        memcpy(out->str, r->str, r->len);
+        out->str[r->len] = '\0';
+        return DLOCK_OK;
+    case REDIS_REPLY_ARRAY:
+        out->type = DLOCK__REPLY_ARRAY;
+        if (depth > 8) {
+            return dlock__err(DLOCK_EPROTO, "reply nested too deeply");
+        }
+        if (r->elements == 0) {
+            return DLOCK_OK;
+        }
+        if ((out->element = calloc(r->elements, sizeof *out->element)) == NULL) {
+            return dlock__err(DLOCK_ENOMEM, "out of memory reading a reply");
+        }
+        out->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++) {
+            int rc = convert(r->element[i], &out->element[i], depth + 1);
+            if (rc != DLOCK_OK) {
+                return rc;
+            }
+        }
+        return DLOCK_OK;
+    default:
+        return dlock__err(DLOCK_EPROTO, "unexpected reply type %d", r->type);
+    }
+}
+
+void dlock__reply_clear(dlock__reply *r) {
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        dlock__reply_clear(&r->element[i]);
+    }
+    free(r->element);
+    free(r->str);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- the transport ---- */
+
+static int resp_exec(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
+                     int64_t deadline, int *sent) {
+    int rc = DLOCK_OK;
+    *sent = 0;
+    for (size_t i = 0; i < n; i++) {
+        memset(&replies[i], 0, sizeof replies[i]);
+    }
+    /* One buffer, one write: a pipeline costs one round trip. */
+    char *buf = NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
+        char *one = NULL;
+        int k = redisFormatCommandArgv(&one, cmds[i].argc, cmds[i].argv, cmds[i].argvlen);
+        char *grown = k > 0 ? realloc(buf, len + (size_t)k) : NULL;
+        if (grown == NULL) {
+            rc = dlock__err(DLOCK_ENOMEM, "out of memory formatting a command");
+        } else {
+            buf = grown;
+            memcpy(buf + len, one, (size_t)k);
+            len += (size_t)k;
+        }
+        redisFreeCommand(one);
+    }
+    if (rc == DLOCK_OK) {
+        rc = write_all(c, buf, len, deadline, sent);
+    }
+    free(buf);
+    for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
+        void *raw = NULL;
+        for (;;) {
+            if (redisReaderGetReply(c->reader, &raw) != REDIS_OK) {
+                rc = dlock__err(DLOCK_EPROTO, "malformed reply: %s", c->reader->errstr);
+                break;
+            }
+            if (raw != NULL) {
+                rc = convert(raw, &replies[i], 0);
+                freeReplyObject(raw);
+                break;
+            }
+            if ((rc = read_some(c, deadline)) != DLOCK_OK) {
+                break;
+            }
+        }
+    }
+    if (rc != DLOCK_OK) {
+        for (size_t i = 0; i < n; i++) {
+            dlock__reply_clear(&replies[i]);
+        }
+    }
+    return rc;
+}
+
+static int resp_alive(dlock__conn *c) {
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    if (poll(&p, 1, 0) == 0) {
+        return 1;
+    }
+    if (c->ssl != NULL && (p.revents & (POLLERR | POLLHUP)) == 0) {
+        /* A readable TLS socket may hold only a protocol record (a session ticket): peek to
+         * tell that from a close_notify or stray application data. */
+        char b;
+        ERR_clear_error();
+        int r = SSL_peek(c->ssl, &b, 1);
+        int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+        ERR_clear_error();
+        return r <= 0 && e == SSL_ERROR_WANT_READ;
+    }
+    /* An idle connection has nothing to read: readable means EOF (CLIENT KILL, server restart,
+     * idle timeout) or a reply we did not ask for. Either way it is not safe to reuse. */
+    return 0;
+}
+
+static void resp_close(dlock__conn *c) {
+    if (c == NULL) {
+        return;
+    }
+    if (c->ssl != NULL) {
+        SSL_free(c->ssl);
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    if (c->reader != NULL) {
+        redisReaderFree(c->reader);
+    }
+    free(c);
+}
+
+static int classify_setup_error(const char *what, const dlock__reply *r) {
+    const char *s = r->str;
+    if (strncmp(s, "WRONGPASS", 9) == 0 || strncmp(s, "NOAUTH", 6) == 0 ||
+        strstr(s, "invalid password") != NULL || strstr(s, "invalid username") != NULL ||
+        strstr(s, "without any password configured") != NULL || strncmp(s, "NOPERM", 6) == 0) {
+        return dlock__err(DLOCK_EAUTH, "%s failed: %s", what, s);
+    }
+    return dlock__err(DLOCK_ESERVER, "%s failed: %s", what, s);
+}
+
+/* AUTH and SELECT if configured, then PING: one round trip that proves the peer speaks Redis
+ * and accepts us, so a wrong password or a silent server fails at connect, not later. */
+static int handshake(const dlock__config *cfg, dlock__conn *c, int64_t deadline) {
+    const char *argv[3][3];
+    size_t lens[3][3];
+    const char *what[3];
+    dlock__cmd cmds[3];
+    size_t n = 0;
+    char db[16];
+    if (cfg->password != NULL) {
+        int k = 0;
+        argv[n][k++] = "AUTH";
+        if (cfg->username != NULL) {
+            argv[n][k++] = cfg->username;
+        }
+        argv[n][k++] = cfg->password;
+        for (int i = 0; i < k; i++) {
+            lens[n][i] = strlen(argv[n][i]);
+        }
+        cmds[n] = (dlock__cmd){k, argv[n], lens[n]};
+        what[n++] = "AUTH";
+    } else if (cfg->username != NULL) {
+        return dlock__err(DLOCK_EINVAL, "%s: a user name was given without a password",
+                          cfg->display);
+    }
+    if (cfg->url.db != 0) {
+        snprintf(db, sizeof db, "%d", cfg->url.db);
+        argv[n][0] = "SELECT";
+        argv[n][1] = db;
+        lens[n][0] = 6;
+        lens[n][1] = strlen(db);
+        cmds[n] = (dlock__cmd){2, argv[n], lens[n]};
+        what[n++] = "SELECT";
+    }
+    argv[n][0] = "PING";
+    lens[n][0] = 4;
+    cmds[n] = (dlock__cmd){1, argv[n], lens[n]};
+    what[n++] = "PING";
+
+    dlock__reply replies[3];
+    int sent;
+    int rc = resp_exec(c, cmds, n, replies, deadline, &sent);
+    if (rc != DLOCK_OK) {
+        return rc == DLOCK_ETIMEDOUT
+                   ? dlock__err(DLOCK_ETIMEDOUT,
+                                "%s: the server accepted the connection but did not answer "
+                                "within %d ms",
+                                cfg->display, cfg->connect_timeout_ms)
+                   : dlock__err_prefix(rc, "%s", cfg->display);
+    }
+    for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
+        if (replies[i].type == DLOCK__REPLY_ERROR) {
+            rc = classify_setup_error(what[i], &replies[i]);
+            dlock__err_prefix(rc, "%s", cfg->display);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        dlock__reply_clear(&replies[i]);
+    }
+    return rc;
+}
+
+static int resp_connect(const dlock__config *cfg, dlock__conn **out) {
+    int64_t deadline = dlock__now_ms() + cfg->connect_timeout_ms;
+    dlock__conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    c->fd = -1;
+    if ((c->reader = redisReaderCreate()) == NULL) {
+        free(c);
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    int rc = cfg->url.scheme == DLOCK__SCHEME_UNIX ? open_unix(cfg, deadline, &c->fd)
+                                                   : open_tcp(cfg, deadline, &c->fd);
+    if (rc == DLOCK_OK && cfg->url.scheme == DLOCK__SCHEME_REDISS) {
+        void *ssl = NULL;
+        rc = dlock__tls_handshake(cfg, c->fd, deadline, &ssl);
+        c->ssl = ssl;
+        if (rc != DLOCK_OK) {
+            dlock__err_prefix(rc, "%s", cfg->display);
+        }
+    }
+    if (rc == DLOCK_OK) {
+        rc = handshake(cfg, c, deadline);
+    }
+    if (rc != DLOCK_OK) {
+        resp_close(c);
+        return rc;
+    }
+    *out = c;
+    return DLOCK_OK;
+}
+
+const dlock__transport dlock__resp_transport = {
+    .name = "resp",
+    .connect = resp_connect,
+    .exec = resp_exec,
+    .alive = resp_alive,
+    .close = resp_close,
+};

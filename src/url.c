@@ -1,0 +1,292 @@
+/* Server URLs: redis://, rediss://, unix://, and http(s):// for the REST transport.
+ * Messages name the part that is wrong but never echo the userinfo, which may hold a password. */
+#include "fmacros.h"
+
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static char *dup_range(const char *s, size_t n) {
+    char *p = malloc(n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decodes s[0..n) into a new string. NUL (%00) is refused: it would cut the secret. */
+static int decode(const char *s, size_t n, const char *what, char **out) {
+    char *p = malloc(n + 1), *o = p;
+    if (p == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory parsing URL");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi = i + 1 < n ? hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(p);
+                return dlock__err(DLOCK_EINVAL, "URL: bad percent-escape in the %s", what);
+            }
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    *out = p;
+    return DLOCK_OK;
+}
+
+static int parse_int(const char *s, size_t n, long min, long max, const char *what, long *out) {
+    char buf[16];
+    if (n == 0 || n >= sizeof buf) {
+        return dlock__err(DLOCK_EINVAL, "URL: %s '%.*s' is not a number from %ld to %ld", what,
+                          (int)(n > 20 ? 20 : n), s, min, max);
+    }
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)buf[i])) {
+            return dlock__err(DLOCK_EINVAL, "URL: %s '%s' is not a number from %ld to %ld", what,
+                              buf, min, max);
+        }
+    }
+    long v = strtol(buf, NULL, 10);
+    if (v < min || v > max) {
+        return dlock__err(DLOCK_EINVAL, "URL: %s '%s' is out of range (%ld to %ld)", what, buf, min,
+                          max);
+    }
+    *out = v;
+    return DLOCK_OK;
+}
+
+/* Query string: only db=N is understood; anything else is an error rather than silently
+ * ignored, so a typo such as ?dB=2 cannot send writes to the wrong database. */
+static int parse_query(const char *q, dlock__url *u) {
+    while (*q != '\0') {
+        size_t n = strcspn(q, "&");
+        if (n > 3 && strncmp(q, "db=", 3) == 0) {
+            long db;
+            int rc = parse_int(q + 3, n - 3, 0, 1000000, "db", &db);
+            if (rc != DLOCK_OK) {
+                return rc;
+            }
+            u->db = (int)db;
+        } else if (n > 0) {
+            size_t k = strcspn(q, "=&");
+            return dlock__err(DLOCK_EINVAL, "URL: unknown query parameter '%.*s' (only db=N)",
+                              (int)(k > 40 ? 40 : k), q);
+        }
+        q += n;
+        if (*q == '&') {
+            q++;
+        }
+    }
+    return DLOCK_OK;
+}
+
+static int parse_unix(const char *rest, dlock__url *u) {
+    /* unix:///abs/path[?db=N]: no host part, so rest starts with the path's '/'. */
+    if (rest[0] != '/') {
+        return dlock__err(
+            DLOCK_EINVAL,
+            "URL: unix:// needs an absolute socket path, e.g. unix:///run/redis.sock");
+    }
+    size_t n = strcspn(rest, "?#");
+    if (n <= 1) {
+        return dlock__err(DLOCK_EINVAL, "URL: unix:// socket path is empty");
+    }
+    int rc = decode(rest, n, "socket path", &u->path);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    return rest[n] == '?' ? parse_query(rest + n + 1, u) : DLOCK_OK;
+}
+
+static int parse_authority(const char *a, size_t n, dlock__url *u, int default_port) {
+    const char *at = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] == '@') {
+            at = a + i; /* the last '@' ends the userinfo; passwords may contain '@' */
+        }
+    }
+    int rc;
+    if (at != NULL) {
+        const char *colon = memchr(a, ':', (size_t)(at - a));
+        size_t ulen = colon != NULL ? (size_t)(colon - a) : (size_t)(at - a);
+        if (ulen > 0 && (rc = decode(a, ulen, "user name", &u->username)) != DLOCK_OK) {
+            return rc;
+        }
+        if (colon != NULL && (rc = decode(colon + 1, (size_t)(at - colon - 1), "password",
+                                          &u->password)) != DLOCK_OK) {
+            return rc;
+        }
+        n -= (size_t)(at + 1 - a);
+        a = at + 1;
+    }
+    const char *hend, *portp = NULL;
+    if (n > 0 && a[0] == '[') {
+        hend = memchr(a, ']', n);
+        if (hend == NULL) {
+            return dlock__err(DLOCK_EINVAL, "URL: IPv6 host is missing its closing ']'");
+        }
+        u->host = dup_range(a + 1, (size_t)(hend - a - 1));
+        if (hend + 1 < a + n) {
+            if (hend[1] != ':') {
+                return dlock__err(DLOCK_EINVAL, "URL: unexpected text after ']' in the host");
+            }
+            portp = hend + 2;
+        }
+    } else {
+        hend = memchr(a, ':', n);
+        u->host = dup_range(a, hend != NULL ? (size_t)(hend - a) : n);
+        portp = hend != NULL ? hend + 1 : NULL;
+    }
+    if (u->host == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory parsing URL");
+    }
+    if (u->host[0] == '\0') {
+        return dlock__err(DLOCK_EINVAL, "URL: the host is empty");
+    }
+    for (const char *h = u->host; *h != '\0'; h++) {
+        if (isspace((unsigned char)*h) || *h == '/' || *h == '@') {
+            return dlock__err(DLOCK_EINVAL, "URL: host '%.64s' has an invalid character", u->host);
+        }
+    }
+    u->port = default_port;
+    if (portp != NULL) {
+        long port;
+        if ((rc = parse_int(portp, (size_t)(a + n - portp), 1, 65535, "port", &port)) != DLOCK_OK) {
+            return rc;
+        }
+        u->port = (int)port;
+    }
+    return DLOCK_OK;
+}
+
+static int parse_redis(const char *rest, dlock__url *u) {
+    size_t alen = strcspn(rest, "/?#");
+    int rc = parse_authority(rest, alen, u, 6379);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    const char *p = rest + alen;
+    if (*p == '/') {
+        p++;
+        size_t dlen = strcspn(p, "?#");
+        if (dlen > 0) {
+            long db;
+            if ((rc = parse_int(p, dlen, 0, 1000000, "database number", &db)) != DLOCK_OK) {
+                return rc;
+            }
+            u->db = (int)db;
+        }
+        p += dlen;
+    }
+    if (*p == '?') {
+        return parse_query(p + 1, u);
+    }
+    if (*p == '#') {
+        return dlock__err(DLOCK_EINVAL, "URL: a fragment ('#') is not allowed");
+    }
+    return DLOCK_OK;
+}
+
+static int parse_http(const char *text, const char *rest, dlock__url *u, int default_port) {
+    size_t alen = strcspn(rest, "/?#");
+    if (memchr(rest, '@', alen) != NULL) {
+        return dlock__err(DLOCK_EINVAL, "URL: credentials in an http(s) URL are not supported; "
+                                        "pass the REST token in the rest_token option");
+    }
+    int rc = parse_authority(rest, alen, u, default_port);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    /* Keep the base URL without a trailing '/', as @upstash/redis does. */
+    size_t n = strlen(text);
+    while (n > 0 && text[n - 1] == '/') {
+        n--;
+    }
+    if ((u->path = dup_range(text, n)) == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory parsing URL");
+    }
+    return DLOCK_OK;
+}
+
+int dlock__url_parse(const char *text, dlock__url *out) {
+    memset(out, 0, sizeof *out);
+    if (text == NULL) {
+        return dlock__err(DLOCK_EINVAL, "URL is NULL");
+    }
+    if (text[0] == '\0') {
+        return dlock__err(DLOCK_EINVAL, "URL is empty");
+    }
+    for (const char *p = text; *p != '\0'; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            return dlock__err(DLOCK_EINVAL,
+                              "URL contains a space or control character at offset "
+                              "%zu",
+                              (size_t)(p - text));
+        }
+    }
+    const char *sep = strstr(text, "://");
+    if (sep == NULL) {
+        return dlock__err(DLOCK_EINVAL, "URL has no scheme: expected redis://, rediss://, "
+                                        "unix://, https:// or http://");
+    }
+    size_t slen = (size_t)(sep - text);
+    const char *rest = sep + 3;
+    int rc;
+    if (slen == 5 && strncasecmp(text, "redis", 5) == 0) {
+        out->scheme = DLOCK__SCHEME_REDIS;
+        rc = parse_redis(rest, out);
+    } else if (slen == 6 && strncasecmp(text, "rediss", 6) == 0) {
+        out->scheme = DLOCK__SCHEME_REDISS;
+        rc = parse_redis(rest, out);
+    } else if (slen == 4 && strncasecmp(text, "unix", 4) == 0) {
+        out->scheme = DLOCK__SCHEME_UNIX;
+        rc = parse_unix(rest, out);
+    } else if (slen == 5 && strncasecmp(text, "https", 5) == 0) {
+        out->scheme = DLOCK__SCHEME_HTTPS;
+        rc = parse_http(text, rest, out, 443);
+    } else if (slen == 4 && strncasecmp(text, "http", 4) == 0) {
+        out->scheme = DLOCK__SCHEME_HTTP;
+        rc = parse_http(text, rest, out, 80);
+    } else {
+        rc = dlock__err(DLOCK_EINVAL,
+                        "URL scheme '%.*s' is not supported: use redis://, rediss://, unix://, "
+                        "https:// or http://",
+                        (int)(slen > 20 ? 20 : slen), text);
+    }
+    if (rc != DLOCK_OK) {
+        dlock__url_free(out);
+    }
+    return rc;
+}
+
+void dlock__url_free(dlock__url *u) {
+    free(u->host);
+    free(u->path);
+    free(u->username);
+    if (u->password != NULL) {
+        /* Do not leave the secret in freed heap memory where a core dump would show it. */
+        explicit_bzero(u->password, strlen(u->password));
+        free(u->password);
+    }
+    memset(u, 0, sizeof *u);
+}
