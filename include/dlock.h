@@ -101,12 +101,15 @@ typedef struct dlock_client_options {
     const char *tls_server_name; /* SNI and name to verify; NULL = the URL's host */
     int tls_insecure;            /* 1 = do not verify the server certificate (tests only!) */
     int pool_size;               /* idle connections kept for reuse; 0 = 4 */
+    const char *rest_token; /* Upstash REST token for https:// URLs; NULL = none. Never printed. */
 } dlock_client_options;
 
 /* Opens a client for `url`:
  *   redis://[user[:password]@]host[:port][/db]     plain TCP; port 6379, db 0 by default
  *   rediss://[user[:password]@]host[:port][/db]    TLS; the peer certificate is verified
  *   unix:///path/to/redis.sock[?db=N]               unix domain socket
+ *   https://host[:port][/base]                      Upstash REST API (token: rest_token)
+ *   http://host[:port][/base]                       the same without TLS, for local gateways
  * Credentials in the URL are percent-decoded; options->username/password override them. IPv6
  * hosts are written in brackets: redis://[::1]:6379.
  * The first connection (with TLS handshake, AUTH and SELECT) is made here, so a wrong address or
@@ -117,8 +120,9 @@ typedef struct dlock_client_options {
 DLOCK_API int dlock_client_open(dlock_client **out, const char *url,
                                 const dlock_client_options *options);
 
-/* Opens a client from the environment: REDIS_URL, or redis://127.0.0.1:6379 when it is unset or
- * empty. Returns and ownership as dlock_client_open. */
+/* Opens a client from the environment, the C counterpart of Redis.fromEnv(): UPSTASH_REDIS_REST_URL
+ * with UPSTASH_REDIS_REST_TOKEN when the URL is set (options->rest_token, if given, wins), else
+ * REDIS_URL, else redis://127.0.0.1:6379. Returns and ownership as dlock_client_open. */
 DLOCK_API int dlock_client_open_env(dlock_client **out, const dlock_client_options *options);
 
 /* A printable description of the server this client talks to ("redis://127.0.0.1:6379/0"),
@@ -133,10 +137,28 @@ DLOCK_API void dlock_client_close(dlock_client *client);
 
 typedef struct dlock_lock dlock_lock;
 
+/* Why an auto-renewed lock was lost (the `reason` of dlock_lock_lost_fn). */
+#define DLOCK_LOST_TAKEN   1 /* extend found the key gone or held by another token */
+#define DLOCK_LOST_EXPIRED 2 /* Redis could not be reached before the lease ran out */
+#define DLOCK_LOST_MAX_HOLD 3 /* max_hold_ms was reached; renewal stopped and the lease ran out */
+
+/* Called once, on the renewal thread, when an auto-renewed lock is lost. The lock's status then
+ * reports FREE without a round trip. Do not free the lock from inside the callback. */
+typedef void (*dlock_lock_lost_fn)(dlock_lock *lock, int reason, void *userdata);
+
 typedef struct dlock_lock_options {
     int64_t lease_ms; /* lease of each acquire; 0 = 10000. Must be > 0 if set. */
     int attempts;     /* total SET tries per acquire; 0 = 3. Must be >= 1 if set. */
     int64_t delay_ms; /* pause between tries (none after the last); 0 = 100. -1 = no pause. */
+    int fencing;      /* 1 = each acquire also returns a fencing token (see below); 0 = plain
+                         SET NX PX, one key, exactly what @upstash/lock does */
+    int auto_renew;   /* 1 = after each successful acquire a library thread extends the lease
+                         every renew_interval_ms until release or loss; 0 = never (no thread) */
+    int64_t renew_interval_ms; /* 0 = lease/3 */
+    int64_t max_hold_ms;       /* auto-renew stops after holding this long; 0 = no cap */
+    dlock_lock_lost_fn on_lost; /* auto-renew: called once if the lock is lost; may be NULL */
+    void *userdata;             /* passed to on_lost */
+    int64_t drift_ms; /* clock-drift margin for dlock_lock_validity_ms; 0 = 2 + lease/100 */
 } dlock_lock_options;
 
 typedef struct dlock_acquire_options {
@@ -145,6 +167,9 @@ typedef struct dlock_acquire_options {
     int64_t delay_ms;  /* 0 = the lock's delay_ms; -1 = no pause */
     const char *token; /* value to store instead of a random UUID (the seed's `uuid`); NULL or ""
                           = a fresh random UUID v4. At most 512 bytes, any bytes but NUL. */
+    int64_t wait_ms;   /* > 0: instead of attempts/delay, keep trying until this much time has
+                          passed, with capped exponential backoff and full jitter (10 ms doubling
+                          to at most 500 ms); 0 = use attempts/delay */
 } dlock_acquire_options;
 
 typedef enum dlock_state { DLOCK_FREE = 0, DLOCK_ACQUIRED = 1 } dlock_state;
@@ -194,6 +219,25 @@ DLOCK_API const char *dlock_lock_id(const dlock_lock *lock);
 /* The token this handle holds the lock with, or NULL when it holds none (never acquired, or
  * released). Ownership: the handle's, valid until the next acquire/release/free. */
 DLOCK_API const char *dlock_lock_token(const dlock_lock *lock);
+
+/* The fencing token of the current hold: a number that strictly increases across all fenced
+ * acquisitions of this id, by any process, also across lease expiry. Pass it to the storage you
+ * protect, which rejects writes carrying a token lower than one it has seen (Kleppmann's remedy).
+ * Returns 0 when the handle holds nothing or the lock was made without `fencing`.
+ * The lock key is still ID holding the token, so fenced, unfenced and @upstash/lock holders all
+ * exclude each other. The counter lives in a second key, "{ID}:fence" (or "{TAG}:fence:ID" when
+ * ID already has a Redis Cluster hash tag {TAG}), which never expires: it must survive every
+ * lease to keep increasing. Both keys hash to one Cluster slot, and one Lua script sets the lock
+ * and increments the counter in one round trip. Ids that contain '{' but no non-empty {TAG}
+ * cannot be fenced (EINVAL): no second key can share their slot.
+ * Thread-safety: one thread at a time per handle. */
+DLOCK_API int64_t dlock_lock_fencing_token(const dlock_lock *lock);
+
+/* How long the holder may still safely assume it holds the lock, in ms, as Redlock computes it:
+ * the lease granted by the last successful acquire or extend, minus the time elapsed on the
+ * local monotonic clock since that request was SENT, minus the drift margin. 0 when not held
+ * or when that time is over. Never a round trip. */
+DLOCK_API int64_t dlock_lock_validity_ms(const dlock_lock *lock);
 
 /* What Redis holds under a lock id, read atomically (one round trip), for tools and monitoring. */
 typedef struct dlock_lock_info {

@@ -32,6 +32,7 @@ static void config_free(dlock__config *cfg) {
     dlock__url_free(&cfg->url);
     free(cfg->username);
     free_secret(cfg->password);
+    free_secret(cfg->rest_token);
     free(cfg->tls_ca_file);
     free(cfg->tls_ca_dir);
     free(cfg->tls_cert_file);
@@ -78,6 +79,7 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
     cfg->tls_cert_file = dup_opt(o->tls_cert_file, &oom);
     cfg->tls_key_file = dup_opt(o->tls_key_file, &oom);
     cfg->tls_server_name = dup_opt(o->tls_server_name, &oom);
+    cfg->rest_token = dup_opt(o->rest_token, &oom);
 
     const dlock__url *u = &cfg->url;
     char display[600];
@@ -102,10 +104,14 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
     if (u->scheme == DLOCK__SCHEME_HTTP || u->scheme == DLOCK__SCHEME_HTTPS) {
+#ifndef DLOCK_HAVE_REST
         return dlock__err(DLOCK_EINVAL,
                           "%s: the Upstash REST transport (http:// and https:// URLs) is not "
                           "available in this build; use redis://, rediss:// or unix://",
                           cfg->display);
+#else
+        return DLOCK_OK; /* libcurl does TLS for REST; no SSL_CTX of ours */
+#endif
     }
     if (u->scheme == DLOCK__SCHEME_REDISS && (rc = dlock__tls_ctx_new(cfg)) != DLOCK_OK) {
         return dlock__err_prefix(rc, "%s", cfg->display);
@@ -130,6 +136,11 @@ int dlock_client_open(dlock_client **out, const char *url, const dlock_client_op
         return rc;
     }
     c->tp = &dlock__resp_transport;
+#ifdef DLOCK_HAVE_REST
+    if (c->cfg.url.scheme == DLOCK__SCHEME_HTTP || c->cfg.url.scheme == DLOCK__SCHEME_HTTPS) {
+        c->tp = &dlock__rest_transport;
+    }
+#endif
     c->pool_size =
         options != NULL && options->pool_size > 0 ? options->pool_size : DLOCK__DEFAULT_POOL_SIZE;
     c->idle = calloc((size_t)c->pool_size, sizeof *c->idle);
@@ -151,6 +162,17 @@ int dlock_client_open(dlock_client **out, const char *url, const dlock_client_op
 }
 
 int dlock_client_open_env(dlock_client **out, const dlock_client_options *options) {
+    const char *rest = getenv("UPSTASH_REDIS_REST_URL");
+    if (rest != NULL && rest[0] != '\0') {
+        dlock_client_options o = {0};
+        if (options != NULL) {
+            o = *options;
+        }
+        if (o.rest_token == NULL) {
+            o.rest_token = getenv("UPSTASH_REDIS_REST_TOKEN");
+        }
+        return dlock_client_open(out, rest, &o);
+    }
     const char *url = getenv("REDIS_URL");
     if (url == NULL || url[0] == '\0') {
         url = "redis://127.0.0.1:6379";

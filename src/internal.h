@@ -111,6 +111,7 @@ typedef struct dlock__config {
     char *username, *password; /* effective credentials (options override URL) */
     char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
     int tls_insecure;
+    char *rest_token; /* Upstash REST bearer token; never printed */
     void *tls_ctx; /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
     char *display; /* "redis://host:port/db", no secrets; used as the message prefix */
 } dlock__config;
@@ -135,6 +136,9 @@ typedef struct dlock__transport {
 } dlock__transport;
 
 extern const dlock__transport dlock__resp_transport;
+#ifdef DLOCK_HAVE_REST
+extern const dlock__transport dlock__rest_transport; /* rest.c: Upstash REST over libcurl */
+#endif
 
 /* ---- tls.c ---- */
 
