@@ -138,13 +138,18 @@ DLOCK_API void dlock_client_close(dlock_client *client);
 typedef struct dlock_lock dlock_lock;
 
 /* Why an auto-renewed lock was lost (the `reason` of dlock_lock_lost_fn). */
-#define DLOCK_LOST_TAKEN   1 /* extend found the key gone or held by another token */
-#define DLOCK_LOST_EXPIRED 2 /* Redis could not be reached before the lease ran out */
+#define DLOCK_LOST_TAKEN    1 /* extend found the key gone or held by another token */
+#define DLOCK_LOST_EXPIRED  2 /* Redis could not be reached before the lease ran out */
 #define DLOCK_LOST_MAX_HOLD 3 /* max_hold_ms was reached; renewal stopped and the lease ran out */
 
 /* Called once, on the renewal thread, when an auto-renewed lock is lost. The lock's status then
  * reports FREE without a round trip. Do not free the lock from inside the callback. */
 typedef void (*dlock_lock_lost_fn)(dlock_lock *lock, int reason, void *userdata);
+
+/* Called on the renewal thread when a renewal failed (rc < 0, msg names the cause) but the lease
+ * still leaves time, so renewal will be retried. msg is valid during the call only. */
+typedef void (*dlock_lock_renew_error_fn)(dlock_lock *lock, int rc, const char *msg,
+                                          void *userdata);
 
 typedef struct dlock_lock_options {
     int64_t lease_ms; /* lease of each acquire; 0 = 10000. Must be > 0 if set. */
@@ -154,11 +159,12 @@ typedef struct dlock_lock_options {
                          SET NX PX, one key, exactly what @upstash/lock does */
     int auto_renew;   /* 1 = after each successful acquire a library thread extends the lease
                          every renew_interval_ms until release or loss; 0 = never (no thread) */
-    int64_t renew_interval_ms; /* 0 = lease/3 */
-    int64_t max_hold_ms;       /* auto-renew stops after holding this long; 0 = no cap */
+    int64_t renew_interval_ms;  /* 0 = lease/3 */
+    int64_t max_hold_ms;        /* auto-renew stops after holding this long; 0 = no cap */
     dlock_lock_lost_fn on_lost; /* auto-renew: called once if the lock is lost; may be NULL */
     void *userdata;             /* passed to on_lost */
     int64_t drift_ms; /* clock-drift margin for dlock_lock_validity_ms; 0 = 2 + lease/100 */
+    dlock_lock_renew_error_fn on_renew_error; /* auto-renew: a retried failure; may be NULL */
 } dlock_lock_options;
 
 typedef struct dlock_acquire_options {
@@ -183,12 +189,23 @@ typedef enum dlock_state { DLOCK_FREE = 0, DLOCK_ACQUIRED = 1 } dlock_state;
 DLOCK_API int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
                              const dlock_lock_options *options);
 
+/* Auto-renew, when lock options set auto_renew: after each successful acquire, a thread of the
+ * library (one per lock handle, started on the first acquire) sets the lease back to its full
+ * length every renew_interval_ms (default lease/3) with an owner-checked script, on its own
+ * pooled connection, so the user's work never delays it. A failed renewal that still leaves time
+ * is retried (every interval/4, at least 20 ms) and reported to on_renew_error. If a renewal finds
+ * the key gone or taken (DLOCK_LOST_TAKEN), or Redis stays unreachable until the lease is over
+ * (DLOCK_LOST_EXPIRED), or max_hold_ms ends renewal and the lease runs out (DLOCK_LOST_MAX_HOLD),
+ * on_lost fires once and status reports FREE. Release and free stop renewal for good. */
+
 /* Frees the handle. It does NOT release the lock in Redis (call dlock_lock_release first); the
  * key then expires at the end of its lease. NULL is a no-op. */
 DLOCK_API void dlock_lock_free(dlock_lock *lock);
 
 /* Tries to take the lock: up to `attempts` times SET id token NX PX lease, pausing delay_ms
- * between tries and not after the last. `options` may be NULL (the lock's settings).
+ * between tries and not after the last. `options` may be NULL (the lock's settings). With
+ * options->wait_ms > 0 it instead keeps trying until wait_ms have passed, with capped exponential
+ * backoff and full jitter, so many waiters do not retry in lockstep.
  * If a reply is lost to a broken connection, the call reconnects and checks whether its SET took
  * effect (GET id) before it reports anything, so it never reports an error for a lock it holds.
  * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
@@ -211,6 +228,12 @@ DLOCK_API int dlock_lock_extend(dlock_lock *lock, int64_t ms);
  * with no token reports FREE without a round trip.
  * Returns DLOCK_OK or an error (then *out is DLOCK_FREE). */
 DLOCK_API int dlock_lock_status(dlock_lock *lock, dlock_state *out);
+
+/* Makes the handle hold `token` without a round trip, for a process that continues a hold
+ * another process started (e.g. `dlock release ID TOKEN`). Fencing token and validity are unknown
+ * (0) until the next extend. Returns DLOCK_OK, DLOCK_EINVAL (NULL, empty or > 512 bytes),
+ * DLOCK_ESTATE (the handle auto-renews a hold of its own), DLOCK_ENOMEM. */
+DLOCK_API int dlock_lock_adopt(dlock_lock *lock, const char *token);
 
 /* The lock's id. Ownership: the handle's, valid until dlock_lock_free. Never NULL for a valid
  * handle; NULL for a NULL handle. */

@@ -112,8 +112,8 @@ typedef struct dlock__config {
     char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
     int tls_insecure;
     char *rest_token; /* Upstash REST bearer token; never printed */
-    void *tls_ctx; /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
-    char *display; /* "redis://host:port/db", no secrets; used as the message prefix */
+    void *tls_ctx;    /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
+    char *display;    /* "redis://host:port/db", no secrets; used as the message prefix */
 } dlock__config;
 
 /* ---- transport.h-style table: how a connection talks to its server ---- */
@@ -179,7 +179,7 @@ typedef struct dlock__script {
 } dlock__script;
 
 extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
-    dlock__script_incr_expire;
+    dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced;
 
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,

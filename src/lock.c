@@ -1,26 +1,17 @@
-/* Lock: the seed's SET NX PX lock, with owner-checked release and extend as Lua scripts. */
+/* Lock: the seed's SET NX PX lock, with owner-checked release and extend as Lua scripts, plus
+ * fencing tokens, blocking acquire with jittered backoff, and validity bookkeeping. */
 #include "fmacros.h"
 
-#include "internal.h"
+#include "lock_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Longest lease or extension accepted: far beyond any sane lease, far below where adding it to
  * Redis's clock could overflow. */
 #define MAX_LEASE_MS ((int64_t)1000000000000) /* 10^12 ms, about 31 years */
-
-struct dlock_lock {
-    dlock_client *client;
-    char *id;
-    size_t idlen;
-    int64_t lease_ms;
-    int attempts;
-    int64_t delay_ms; /* -1 = no pause */
-    char *token;      /* NULL when this handle holds nothing */
-    size_t token_len;
-};
 
 static int check_lease(int64_t v, const char *what) {
     if (v < 0 || v > MAX_LEASE_MS) {
@@ -46,6 +37,36 @@ static int check_settings(int64_t lease, int attempts, int64_t delay, const char
     return DLOCK_OK;
 }
 
+/* The fencing counter's key must hash to the lock key's Redis Cluster slot. Slot hashing uses the
+ * text between the first '{' and the next '}' when that is non-empty, else the whole key. */
+static int make_fence_key(dlock_lock *l) {
+    const char *open = strchr(l->id, '{');
+    const char *close = open != NULL ? strchr(open + 1, '}') : NULL;
+    size_t n;
+    if (open != NULL && close != NULL && close > open + 1) {
+        /* ID has its own tag: "{TAG}:fence:ID" shares it. */
+        size_t tag = (size_t)(close - open - 1);
+        n = tag + 9 + l->idlen;
+        if ((l->fence_key = malloc(n + 1)) == NULL) {
+            return dlock__err(DLOCK_ENOMEM, "out of memory");
+        }
+        snprintf(l->fence_key, n + 1, "{%.*s}:fence:%s", (int)tag, open + 1, l->id);
+    } else if (open != NULL || strchr(l->id, '}') != NULL) {
+        return dlock__err(DLOCK_EINVAL,
+                          "dlock_lock_new: fencing needs an id without '{' or '}', or with a "
+                          "non-empty hash tag such as 'jobs{42}': no second key can share the "
+                          "Redis Cluster slot of this id");
+    } else {
+        n = l->idlen + 8;
+        if ((l->fence_key = malloc(n + 1)) == NULL) {
+            return dlock__err(DLOCK_ENOMEM, "out of memory");
+        }
+        snprintf(l->fence_key, n + 1, "{%s}:fence", l->id);
+    }
+    l->fence_len = n;
+    return DLOCK_OK;
+}
+
 int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
                    const dlock_lock_options *o) {
     dlock__err_clear();
@@ -65,6 +86,17 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
         (rc = check_settings(o->lease_ms, o->attempts, o->delay_ms, "lease_ms")) != DLOCK_OK) {
         return rc;
     }
+    if (o->renew_interval_ms < 0 || o->max_hold_ms < 0 || o->drift_ms < 0) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_new: renew_interval_ms, max_hold_ms and "
+                                        "drift_ms must be >= 0 (0 = default)");
+    }
+    int64_t lease = o->lease_ms ? o->lease_ms : DLOCK__DEFAULT_LEASE_MS;
+    if (o->auto_renew && o->renew_interval_ms >= lease) {
+        return dlock__err(DLOCK_EINVAL,
+                          "dlock_lock_new: renew_interval_ms (%lld) must be shorter than the "
+                          "lease (%lld ms), or the lease runs out between renewals",
+                          (long long)o->renew_interval_ms, (long long)lease);
+    }
     dlock_lock *l = calloc(1, sizeof *l);
     if (l == NULL || (l->id = strdup(id)) == NULL) {
         free(l);
@@ -72,52 +104,101 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
     }
     l->client = client;
     l->idlen = strlen(id);
-    l->lease_ms = o->lease_ms ? o->lease_ms : DLOCK__DEFAULT_LEASE_MS;
+    if (o->fencing && (rc = make_fence_key(l)) != DLOCK_OK) {
+        free(l->id);
+        free(l);
+        return rc;
+    }
+    l->lease_ms = lease;
     l->attempts = o->attempts ? o->attempts : DLOCK__DEFAULT_ATTEMPTS;
     l->delay_ms = o->delay_ms ? o->delay_ms : DLOCK__DEFAULT_DELAY_MS;
+    l->drift_ms = o->drift_ms;
+    l->auto_renew = o->auto_renew;
+    l->renew_interval_ms = o->renew_interval_ms;
+    l->max_hold_ms = o->max_hold_ms;
+    l->on_lost = o->on_lost;
+    l->on_renew_error = o->on_renew_error;
+    l->userdata = o->userdata;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->wake, &ca);
+    pthread_condattr_destroy(&ca);
     *out = l;
     return DLOCK_OK;
 }
 
+/* Forgets the hold. Called with l->mu held. */
 static void drop_token(dlock_lock *l) {
     free(l->token);
     l->token = NULL;
     l->token_len = 0;
+    l->fencing_token = 0;
+    l->granted_ms = 0;
+    l->lost = 0;
+}
+
+static void drop_hold(dlock_lock *l) {
+    pthread_mutex_lock(&l->mu);
+    drop_token(l);
+    pthread_mutex_unlock(&l->mu);
 }
 
 void dlock_lock_free(dlock_lock *l) {
     if (l == NULL) {
         return;
     }
+    dlock__renew_stop(l);
     drop_token(l);
+    pthread_cond_destroy(&l->wake);
+    pthread_mutex_destroy(&l->mu);
+    free(l->fence_key);
     free(l->id);
     free(l);
 }
 
 /* After a SET whose reply was lost, asks (on a fresh connection) whether the key now holds our
- * token. Returns 1 if it does, 0 if not, or a negative code if Redis cannot tell us. */
-static int set_took_effect(dlock_lock *l, const char *token, size_t token_len) {
-    const char *argv[] = {"GET", l->id};
-    size_t lens[] = {3, l->idlen};
-    dlock__reply r;
-    int rc = dlock__client_call(l->client, 2, argv, lens, &r, NULL);
+ * token. Returns 1 if it does, 0 if not, or a negative code if Redis cannot tell us. With
+ * fencing it also reads the counter: while we hold the lock nobody else can increment it, so
+ * its value is our fencing token. */
+static int set_took_effect(dlock_lock *l, const char *token, size_t token_len, int64_t *fence) {
+    const char *a1[] = {"GET", l->id}, *a2[] = {"GET", l->fence_key};
+    size_t l1[] = {3, l->idlen}, l2[] = {3, l->fence_len};
+    dlock__cmd cmds[] = {{2, a1, l1}, {2, a2, l2}};
+    dlock__reply r[2];
+    int rc = dlock__client_exec(l->client, cmds, l->fence_key != NULL ? 2 : 1, r, NULL);
     if (rc != DLOCK_OK) {
         return rc;
     }
-    int ours = r.type == DLOCK__REPLY_STR && r.len == token_len && memcmp(r.str, token, r.len) == 0;
-    dlock__reply_clear(&r);
+    int ours = r[0].type == DLOCK__REPLY_STR && r[0].len == token_len &&
+               memcmp(r[0].str, token, r[0].len) == 0;
+    if (ours && l->fence_key != NULL) {
+        *fence = r[1].type == DLOCK__REPLY_STR ? strtoll(r[1].str, NULL, 10) : 0;
+        dlock__reply_clear(&r[1]);
+    }
+    dlock__reply_clear(&r[0]);
     return ours;
 }
 
-/* One SET NX PX. Returns OK, NOT_ACQUIRED or an error; never an error while holding the lock. */
-static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease) {
+/* One SET NX PX (or the fenced script). Returns OK, NOT_ACQUIRED or an error; never an error
+ * while holding the lock. Sets *fence to the fencing token when fencing. */
+static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                   int64_t *fence) {
     char px[24];
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
-    const char *argv[] = {"SET", l->id, token, "NX", "PX", px};
-    size_t lens[] = {3, l->idlen, token_len, 2, 2, (size_t)pxlen};
     dlock__reply r;
-    int sent;
-    int rc = dlock__client_call(l->client, 6, argv, lens, &r, &sent);
+    int sent, rc;
+    if (l->fence_key != NULL) {
+        const char *argv[] = {l->id, l->fence_key, token, px};
+        size_t lens[] = {l->idlen, l->fence_len, token_len, (size_t)pxlen};
+        rc = dlock__script_run(l->client, &dlock__script_acquire_fenced, 2, 4, argv, lens, &r,
+                               &sent);
+    } else {
+        const char *argv[] = {"SET", l->id, token, "NX", "PX", px};
+        size_t lens[] = {3, l->idlen, token_len, 2, 2, (size_t)pxlen};
+        rc = dlock__client_call(l->client, 6, argv, lens, &r, &sent);
+    }
     if (rc != DLOCK_OK) {
         if (!sent) {
             return rc;
@@ -126,7 +207,7 @@ static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t l
          * never report an error (and leak a held lock) or a success that is not true. */
         char saved[512];
         snprintf(saved, sizeof saved, "%s", dlock_errmsg());
-        int ours = set_took_effect(l, token, token_len);
+        int ours = set_took_effect(l, token, token_len, fence);
         if (ours == 1) {
             return DLOCK_OK;
         }
@@ -135,9 +216,13 @@ static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t l
                                     : "could not check whether the SET took effect (the key "
                                       "expires with its lease if it did)");
     }
-    if (r.type == DLOCK__REPLY_STR && r.len == 2 && memcmp(r.str, "OK", 2) == 0) {
+    if (l->fence_key != NULL && r.type == DLOCK__REPLY_INT) {
+        *fence = r.integer;
+        rc = r.integer > 0 ? DLOCK_OK : DLOCK_NOT_ACQUIRED;
+    } else if (l->fence_key == NULL && r.type == DLOCK__REPLY_STR && r.len == 2 &&
+               memcmp(r.str, "OK", 2) == 0) {
         rc = DLOCK_OK;
-    } else if (r.type == DLOCK__REPLY_NIL) {
+    } else if (l->fence_key == NULL && r.type == DLOCK__REPLY_NIL) {
         rc = DLOCK_NOT_ACQUIRED;
     } else {
         rc = dlock__reply_error(l->client, &r, "SET NX PX");
@@ -176,13 +261,32 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         return rc;
     }
 
-    for (int i = 0; i < attempts; i++) {
-        rc = try_set(l, token, token_len, lease);
-        if (rc != DLOCK_NOT_ACQUIRED) {
-            break;
+    int64_t fence = 0, sent_at = 0;
+    if (o->wait_ms > 0) {
+        /* Blocking acquire: full-jitter exponential backoff (sleep uniform in [0, b], b doubling
+         * from 10 ms to 500 ms), so waiters spread out instead of retrying in lockstep. */
+        int64_t deadline = dlock__add_sat(dlock__now_ms(), o->wait_ms), backoff = 10;
+        for (;;) {
+            sent_at = dlock__now_ms();
+            rc = try_set(l, token, token_len, lease, &fence);
+            int64_t left = deadline - dlock__now_ms();
+            if (rc != DLOCK_NOT_ACQUIRED || left <= 0) {
+                break;
+            }
+            int64_t pause = 1 + (int64_t)dlock__random_below((uint64_t)backoff + 1);
+            dlock__sleep_ms(pause < left ? pause : left);
+            backoff = backoff * 2 > 500 ? 500 : backoff * 2;
         }
-        if (i + 1 < attempts && delay > 0) {
-            dlock__sleep_ms(delay); /* never after the last attempt (the seed sleeps there too) */
+    } else {
+        for (int i = 0; i < attempts; i++) {
+            sent_at = dlock__now_ms();
+            rc = try_set(l, token, token_len, lease, &fence);
+            if (rc != DLOCK_NOT_ACQUIRED) {
+                break;
+            }
+            if (i + 1 < attempts && delay > 0) {
+                dlock__sleep_ms(delay); /* never after the last attempt (the seed does) */
+            }
         }
     }
     if (rc != DLOCK_OK) {
@@ -194,9 +298,19 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     }
     memcpy(copy, token, token_len);
     copy[token_len] = '\0';
+    dlock__renew_stop(l); /* a renewal of an earlier hold of this handle must not outlive it */
+    pthread_mutex_lock(&l->mu);
     drop_token(l);
     l->token = copy;
     l->token_len = token_len;
+    l->fencing_token = fence;
+    l->hold_lease_ms = lease;
+    l->granted_at = sent_at;
+    l->granted_ms = lease;
+    pthread_mutex_unlock(&l->mu);
+    if (l->auto_renew) {
+        return dlock__renew_start(l);
+    }
     return DLOCK_OK;
 }
 
@@ -205,6 +319,8 @@ int dlock_lock_release(dlock_lock *l) {
     if (l == NULL) {
         return dlock__err(DLOCK_EINVAL, "dlock_lock_release: lock is NULL");
     }
+    dlock__renew_stop(l); /* for good: a renewal after release would resurrect nothing, but
+                             its failure would be reported as a loss */
     if (l->token == NULL) {
         return DLOCK_NOT_HELD;
     }
@@ -217,7 +333,7 @@ int dlock_lock_release(dlock_lock *l) {
     }
     if (r.type == DLOCK__REPLY_INT) {
         rc = r.integer == 1 ? DLOCK_OK : DLOCK_NOT_HELD;
-        drop_token(l);
+        drop_hold(l);
     } else {
         rc = dlock__reply_error(l->client, &r, "release");
     }
@@ -234,7 +350,10 @@ int dlock_lock_extend(dlock_lock *l, int64_t ms) {
         return dlock__err(DLOCK_EINVAL, "extend: ms must be from 1 to %lld, got %lld",
                           (long long)MAX_LEASE_MS, (long long)ms);
     }
-    if (l->token == NULL) {
+    pthread_mutex_lock(&l->mu);
+    int lost = l->lost;
+    pthread_mutex_unlock(&l->mu);
+    if (l->token == NULL || lost) {
         return DLOCK_NOT_HELD;
     }
     char add[24];
@@ -242,15 +361,21 @@ int dlock_lock_extend(dlock_lock *l, int64_t ms) {
     const char *argv[] = {l->id, l->token, add};
     size_t lens[] = {l->idlen, l->token_len, (size_t)addlen};
     dlock__reply r;
+    int64_t sent_at = dlock__now_ms();
     int rc = dlock__script_run(l->client, &dlock__script_extend, 1, 3, argv, lens, &r, NULL);
     if (rc != DLOCK_OK) {
         return rc;
     }
     if (r.type == DLOCK__REPLY_INT) {
+        pthread_mutex_lock(&l->mu);
         if (r.integer == 0) {
             rc = DLOCK_NOT_HELD;
-            drop_token(l);
+            l->lost = 1;
+        } else {
+            l->granted_at = sent_at;
+            l->granted_ms = r.integer; /* the new PTTL, or -1: no expiry */
         }
+        pthread_mutex_unlock(&l->mu);
     } else {
         rc = dlock__reply_error(l->client, &r, "extend");
     }
@@ -267,7 +392,10 @@ int dlock_lock_status(dlock_lock *l, dlock_state *out) {
         return dlock__err(DLOCK_EINVAL, "dlock_lock_status: %s is NULL",
                           l == NULL ? "lock" : "out");
     }
-    if (l->token == NULL) {
+    pthread_mutex_lock(&l->mu);
+    int lost = l->lost;
+    pthread_mutex_unlock(&l->mu);
+    if (l->token == NULL || lost) {
         return DLOCK_OK;
     }
     const char *argv[] = {"GET", l->id};
@@ -295,6 +423,62 @@ const char *dlock_lock_id(const dlock_lock *l) {
 
 const char *dlock_lock_token(const dlock_lock *l) {
     return l != NULL ? l->token : NULL;
+}
+
+int64_t dlock_lock_fencing_token(const dlock_lock *l) {
+    return l != NULL && l->token != NULL ? l->fencing_token : 0;
+}
+
+int64_t dlock_lock_validity_ms(const dlock_lock *l) {
+    if (l == NULL) {
+        return 0;
+    }
+    dlock_lock *m = (dlock_lock *)l; /* the mutex is not part of the logical state */
+    pthread_mutex_lock(&m->mu);
+    int64_t v = 0;
+    if (l->token != NULL && !l->lost) {
+        if (l->granted_ms < 0) {
+            v = INT64_MAX;
+        } else {
+            int64_t drift = l->drift_ms > 0 ? l->drift_ms : 2 + l->hold_lease_ms / 100;
+            v = l->granted_ms - (dlock__now_ms() - l->granted_at) - drift;
+            v = v > 0 ? v : 0;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return v;
+}
+
+int dlock_lock_adopt(dlock_lock *l, const char *token) {
+    dlock__err_clear();
+    if (l == NULL || token == NULL || token[0] == '\0') {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_adopt: %s",
+                          l == NULL ? "lock is NULL" : "token is NULL or empty");
+    }
+    size_t n = strnlen(token, DLOCK__MAX_TOKEN_LEN + 1);
+    if (n > DLOCK__MAX_TOKEN_LEN) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_adopt: token is longer than %d bytes",
+                          DLOCK__MAX_TOKEN_LEN);
+    }
+    char *copy = strdup(token);
+    if (copy == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&l->mu);
+    int busy = l->thread_live && !l->stop_renewal;
+    if (!busy) {
+        drop_token(l);
+        l->token = copy;
+        l->token_len = n;
+        l->hold_lease_ms = l->lease_ms;
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (busy) {
+        free(copy);
+        return dlock__err(DLOCK_ESTATE, "dlock_lock_adopt: this handle auto-renews a hold of its "
+                                        "own; release it first");
+    }
+    return DLOCK_OK;
 }
 
 int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,

@@ -35,6 +35,24 @@ dlock__script dlock__script_extend = {
             "return n\n",
 };
 
+/* Auto-renew: set the lease back to its full length (ARGV[2] ms) if the key is still ours. */
+dlock__script dlock__script_renew = {
+    .body = "if redis.call('get', KEYS[1]) == ARGV[1] then\n"
+            "  redis.call('pexpire', KEYS[1], ARGV[2])\n"
+            "  return 1\n"
+            "end\n"
+            "return 0\n",
+};
+
+/* Fenced acquire: the seed's SET NX PX plus INCR of the fencing counter, atomically, so a token
+ * is handed out exactly when the lock is. Returns the fencing token, or 0 if not acquired. */
+dlock__script dlock__script_acquire_fenced = {
+    .body = "if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+            "  return redis.call('incr', KEYS[2])\n"
+            "end\n"
+            "return 0\n",
+};
+
 /* The value and remaining lease of a key, read atomically. */
 dlock__script dlock__script_inspect = {
     .body = "return {redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1])}\n",
@@ -62,6 +80,8 @@ static void init_shas(void) {
     sha_of(&dlock__script_extend);
     sha_of(&dlock__script_inspect);
     sha_of(&dlock__script_incr_expire);
+    sha_of(&dlock__script_renew);
+    sha_of(&dlock__script_acquire_fenced);
 }
 
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
