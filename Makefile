@@ -1,0 +1,55 @@
+# Thin wrapper around CMake/CTest. `make help` lists the targets.
+BUILD       ?= build
+BUILD_ASAN  ?= build-asan
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all setup test check asan memcheck demo bench bench-peers install format clean help
+
+all:
+	cmake -S . -B $(BUILD) -DDLOCK_WERROR=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+setup:
+	./scripts/setup.sh
+
+# The whole suite against real redis-server processes that CTest starts and stops.
+test: all
+	cd $(BUILD) && ctest --output-on-failure -j 2
+
+# Everything CI runs: the suite, the suite under ASan+UBSan, and under valgrind.
+check: test asan memcheck
+
+asan:
+	cmake -S . -B $(BUILD_ASAN) -DDLOCK_WERROR=ON -DDLOCK_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+	cd $(BUILD_ASAN) && ctest --output-on-failure -j 2
+
+memcheck: all
+	./scripts/memcheck.sh $(BUILD)
+
+demo: setup all
+	./demo/demo.sh $(BUILD)
+
+bench: all
+	./bench/run.sh $(BUILD)
+
+bench-peers: all
+	./bench/peers.sh $(BUILD)
+
+install: all
+	cmake --install $(BUILD)
+
+format:
+	clang-format -i include/*.h src/*.c src/*.h tools/*.c tools/*.h tests/*.c tests/*.h \
+	    tests/*/*.c examples/*.c bench/*.c 2>/dev/null || true
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)
+
+help:
+	@echo "make demo      set up (Debian packages), build, and run the demo"
+	@echo "make test      build and run the test suite"
+	@echo "make check     test + ASan/UBSan + valgrind (what CI runs)"
+	@echo "make bench     benchmarks (bounded, < 5 minutes)"
+	@echo "make install   install library, header, pkg-config file, CLI and man page"

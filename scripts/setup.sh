@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs what dlock needs to build, test, run the demo and benchmarks on Debian 12.
+# Safe to run again: it only installs what is missing. Needs root (or sudo).
+set -eu
+
+PACKAGES="build-essential cmake pkg-config clang-format
+libhiredis-dev libssl-dev libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
+redis-server redis-tools openssl valgrind clang libclang-rt-14-dev gnuplot-nox python3
+ca-certificates man-db groff-base"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+if [ -z "$missing" ]; then
+    echo "setup: all packages present"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+echo "setup: installing:$missing"
+$SUDO apt-get update -q
+# The Debian redis-server package may try to start a system server; dlock's demo and tests
+# start private ones on free ports, so a system server on 6379 does not matter either way.
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
