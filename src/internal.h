@@ -133,6 +133,9 @@ typedef struct dlock__transport {
     /* 1 if an idle connection still looks usable (no EOF or stray data pending). */
     int (*alive)(dlock__conn *c);
     void (*close)(dlock__conn *c);
+    /* Reads one unsolicited reply (a pub/sub message on a subscribed connection) before
+     * deadline_ms; DLOCK_ETIMEDOUT if none came. NULL where the transport cannot subscribe. */
+    int (*read)(dlock__conn *c, dlock__reply *out, int64_t deadline_ms);
 } dlock__transport;
 
 extern const dlock__transport dlock__resp_transport;
@@ -179,7 +182,8 @@ typedef struct dlock__script {
 } dlock__script;
 
 extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
-    dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced;
+    dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced,
+    dlock__script_release_handoff, dlock__script_acquire_wait;
 
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,

@@ -37,34 +37,64 @@ static int check_settings(int64_t lease, int attempts, int64_t delay, const char
     return DLOCK_OK;
 }
 
-/* The fencing counter's key must hash to the lock key's Redis Cluster slot. Slot hashing uses the
- * text between the first '{' and the next '}' when that is non-empty, else the whole key. */
-static int make_fence_key(dlock_lock *l) {
+/* Names a sibling key of the lock ("fence", "queue", "waiters") in the lock key's Redis Cluster
+ * slot. Slot hashing uses the text between the first '{' and the next '}' when that is
+ * non-empty, else the whole key: so "{ID}:NAME", or "{TAG}:NAME:ID" when ID has a tag {TAG}.
+ * Returns NULL (with *ok = 0) for ids whose slot no other key can share, or on ENOMEM. */
+static char *sibling_key(const dlock_lock *l, const char *name, size_t *len, int *ok) {
     const char *open = strchr(l->id, '{');
     const char *close = open != NULL ? strchr(open + 1, '}') : NULL;
-    size_t n;
+    size_t n = strlen(name);
+    char *k;
+    *ok = 1;
     if (open != NULL && close != NULL && close > open + 1) {
-        /* ID has its own tag: "{TAG}:fence:ID" shares it. */
         size_t tag = (size_t)(close - open - 1);
-        n = tag + 9 + l->idlen;
-        if ((l->fence_key = malloc(n + 1)) == NULL) {
-            return dlock__err(DLOCK_ENOMEM, "out of memory");
+        *len = tag + n + 4 + l->idlen;
+        if ((k = malloc(*len + 1)) != NULL) {
+            snprintf(k, *len + 1, "{%.*s}:%s:%s", (int)tag, open + 1, name, l->id);
         }
-        snprintf(l->fence_key, n + 1, "{%.*s}:fence:%s", (int)tag, open + 1, l->id);
     } else if (open != NULL || strchr(l->id, '}') != NULL) {
-        return dlock__err(DLOCK_EINVAL,
-                          "dlock_lock_new: fencing needs an id without '{' or '}', or with a "
-                          "non-empty hash tag such as 'jobs{42}': no second key can share the "
-                          "Redis Cluster slot of this id");
+        *ok = 0;
+        return NULL;
     } else {
-        n = l->idlen + 8;
-        if ((l->fence_key = malloc(n + 1)) == NULL) {
-            return dlock__err(DLOCK_ENOMEM, "out of memory");
+        *len = l->idlen + n + 3;
+        if ((k = malloc(*len + 1)) != NULL) {
+            snprintf(k, *len + 1, "{%s}:%s", l->id, name);
         }
-        snprintf(l->fence_key, n + 1, "{%s}:fence", l->id);
     }
-    l->fence_len = n;
+    return k;
+}
+
+/* Makes the sibling keys and the grant channel. Ids that cannot have siblings still work, with
+ * plain release and polling waiters; only fencing needs them. */
+static int make_siblings(dlock_lock *l, int fencing) {
+    int ok;
+    l->fence_key = sibling_key(l, "fence", &l->fence_len, &ok);
+    if (!ok) {
+        return fencing ? dlock__err(DLOCK_EINVAL,
+                                    "dlock_lock_new: fencing needs an id without '{' or '}', or "
+                                    "with a non-empty hash tag such as 'jobs{42}': no second key "
+                                    "can share the Redis Cluster slot of this id")
+                       : DLOCK_OK;
+    }
+    l->queue_key = sibling_key(l, "queue", &l->queue_len, &ok);
+    l->waiters_key = sibling_key(l, "waiters", &l->waiters_len, &ok);
+    l->channel_len = 12 + l->idlen;
+    l->channel = malloc(l->channel_len + 1);
+    if (l->fence_key == NULL || l->queue_key == NULL || l->waiters_key == NULL ||
+        l->channel == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    snprintf(l->channel, l->channel_len + 1, "dlock:grant:%s", l->id);
+    l->has_siblings = 1;
     return DLOCK_OK;
+}
+
+static void free_siblings(dlock_lock *l) {
+    free(l->fence_key);
+    free(l->queue_key);
+    free(l->waiters_key);
+    free(l->channel);
 }
 
 int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
@@ -104,7 +134,9 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
     }
     l->client = client;
     l->idlen = strlen(id);
-    if (o->fencing && (rc = make_fence_key(l)) != DLOCK_OK) {
+    l->fencing = o->fencing != 0;
+    if ((rc = make_siblings(l, l->fencing)) != DLOCK_OK) {
+        free_siblings(l);
         free(l->id);
         free(l);
         return rc;
@@ -153,7 +185,8 @@ void dlock_lock_free(dlock_lock *l) {
     drop_token(l);
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->mu);
-    free(l->fence_key);
+    dlock__wait_close(l);
+    free_siblings(l);
     free(l->id);
     free(l);
 }
@@ -167,13 +200,13 @@ static int set_took_effect(dlock_lock *l, const char *token, size_t token_len, i
     size_t l1[] = {3, l->idlen}, l2[] = {3, l->fence_len};
     dlock__cmd cmds[] = {{2, a1, l1}, {2, a2, l2}};
     dlock__reply r[2];
-    int rc = dlock__client_exec(l->client, cmds, l->fence_key != NULL ? 2 : 1, r, NULL);
+    int rc = dlock__client_exec(l->client, cmds, l->fencing ? 2 : 1, r, NULL);
     if (rc != DLOCK_OK) {
         return rc;
     }
     int ours = r[0].type == DLOCK__REPLY_STR && r[0].len == token_len &&
                memcmp(r[0].str, token, r[0].len) == 0;
-    if (ours && l->fence_key != NULL) {
+    if (ours && l->fencing) {
         *fence = r[1].type == DLOCK__REPLY_STR ? strtoll(r[1].str, NULL, 10) : 0;
         dlock__reply_clear(&r[1]);
     }
@@ -183,13 +216,13 @@ static int set_took_effect(dlock_lock *l, const char *token, size_t token_len, i
 
 /* One SET NX PX (or the fenced script). Returns OK, NOT_ACQUIRED or an error; never an error
  * while holding the lock. Sets *fence to the fencing token when fencing. */
-static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
-                   int64_t *fence) {
+int dlock__lock_try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                        int64_t *fence) {
     char px[24];
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
     dlock__reply r;
     int sent, rc;
-    if (l->fence_key != NULL) {
+    if (l->fencing) {
         const char *argv[] = {l->id, l->fence_key, token, px};
         size_t lens[] = {l->idlen, l->fence_len, token_len, (size_t)pxlen};
         rc = dlock__script_run(l->client, &dlock__script_acquire_fenced, 2, 4, argv, lens, &r,
@@ -216,13 +249,13 @@ static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t l
                                     : "could not check whether the SET took effect (the key "
                                       "expires with its lease if it did)");
     }
-    if (l->fence_key != NULL && r.type == DLOCK__REPLY_INT) {
+    if (l->fencing && r.type == DLOCK__REPLY_INT) {
         *fence = r.integer;
         rc = r.integer > 0 ? DLOCK_OK : DLOCK_NOT_ACQUIRED;
-    } else if (l->fence_key == NULL && r.type == DLOCK__REPLY_STR && r.len == 2 &&
+    } else if (!l->fencing && r.type == DLOCK__REPLY_STR && r.len == 2 &&
                memcmp(r.str, "OK", 2) == 0) {
         rc = DLOCK_OK;
-    } else if (l->fence_key == NULL && r.type == DLOCK__REPLY_NIL) {
+    } else if (!l->fencing && r.type == DLOCK__REPLY_NIL) {
         rc = DLOCK_NOT_ACQUIRED;
     } else {
         rc = dlock__reply_error(l->client, &r, "SET NX PX");
@@ -261,26 +294,14 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         return rc;
     }
 
-    int64_t fence = 0, sent_at = 0;
+    int64_t fence = 0, sent_at = 0, granted_ms = lease;
     if (o->wait_ms > 0) {
-        /* Blocking acquire: full-jitter exponential backoff (sleep uniform in [0, b], b doubling
-         * from 10 ms to 500 ms), so waiters spread out instead of retrying in lockstep. */
-        int64_t deadline = dlock__add_sat(dlock__now_ms(), o->wait_ms), backoff = 10;
-        for (;;) {
-            sent_at = dlock__now_ms();
-            rc = try_set(l, token, token_len, lease, &fence);
-            int64_t left = deadline - dlock__now_ms();
-            if (rc != DLOCK_NOT_ACQUIRED || left <= 0) {
-                break;
-            }
-            int64_t pause = 1 + (int64_t)dlock__random_below((uint64_t)backoff + 1);
-            dlock__sleep_ms(pause < left ? pause : left);
-            backoff = backoff * 2 > 500 ? 500 : backoff * 2;
-        }
+        rc =
+            dlock__lock_wait(l, token, token_len, lease, o->wait_ms, &fence, &sent_at, &granted_ms);
     } else {
         for (int i = 0; i < attempts; i++) {
             sent_at = dlock__now_ms();
-            rc = try_set(l, token, token_len, lease, &fence);
+            rc = dlock__lock_try_set(l, token, token_len, lease, &fence);
             if (rc != DLOCK_NOT_ACQUIRED) {
                 break;
             }
@@ -306,7 +327,7 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     l->fencing_token = fence;
     l->hold_lease_ms = lease;
     l->granted_at = sent_at;
-    l->granted_ms = lease;
+    l->granted_ms = granted_ms;
     pthread_mutex_unlock(&l->mu);
     if (l->auto_renew) {
         return dlock__renew_start(l);
@@ -324,15 +345,26 @@ int dlock_lock_release(dlock_lock *l) {
     if (l->token == NULL) {
         return DLOCK_NOT_HELD;
     }
-    const char *argv[] = {l->id, l->token};
-    size_t lens[] = {l->idlen, l->token_len};
     dlock__reply r;
-    int rc = dlock__script_run(l->client, &dlock__script_release, 1, 2, argv, lens, &r, NULL);
+    int rc;
+    if (l->has_siblings) {
+        /* Hands the lock straight to the first live queued waiter, if any (see wait.c). */
+        const char *argv[] = {l->id,        l->queue_key, l->waiters_key,
+                              l->fence_key, l->token,     l->channel};
+        size_t lens[] = {l->idlen,     l->queue_len, l->waiters_len,
+                         l->fence_len, l->token_len, l->channel_len};
+        rc = dlock__script_run(l->client, &dlock__script_release_handoff, 4, 6, argv, lens, &r,
+                               NULL);
+    } else {
+        const char *argv[] = {l->id, l->token};
+        size_t lens[] = {l->idlen, l->token_len};
+        rc = dlock__script_run(l->client, &dlock__script_release, 1, 2, argv, lens, &r, NULL);
+    }
     if (rc != DLOCK_OK) {
         return rc;
     }
     if (r.type == DLOCK__REPLY_INT) {
-        rc = r.integer == 1 ? DLOCK_OK : DLOCK_NOT_HELD;
+        rc = r.integer >= 1 ? DLOCK_OK : DLOCK_NOT_HELD;
         drop_hold(l);
     } else {
         rc = dlock__reply_error(l->client, &r, "release");

@@ -8,8 +8,17 @@ struct dlock_lock {
     dlock_client *client;
     char *id;
     size_t idlen;
-    char *fence_key; /* the fencing counter's key; NULL unless options.fencing */
+    int fencing;      /* options.fencing */
+    int has_siblings; /* the keys below exist: the id has a usable Cluster slot for them */
+    char *fence_key;  /* fencing counter, "{ID}:fence" */
     size_t fence_len;
+    char *queue_key; /* waiters in arrival order, "{ID}:queue" (see wait.c) */
+    size_t queue_len;
+    char *waiters_key; /* waiter -> "live_until|lease|fenced", "{ID}:waiters" */
+    size_t waiters_len;
+    char *channel; /* pub/sub channel of hand-offs, "dlock:grant:ID" */
+    size_t channel_len;
+    dlock__conn *sub; /* subscribed connection of a waiting handle; NULL until needed */
 
     /* settings, fixed after dlock_lock_new */
     int64_t lease_ms;
@@ -39,6 +48,17 @@ struct dlock_lock {
     int thread_live;  /* created and not yet joined */
     int stop_renewal; /* asks the thread to exit */
 };
+
+/* One SET NX PX, or the fenced script (lock.c). OK, NOT_ACQUIRED, or an error; *fence set. */
+int dlock__lock_try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                        int64_t *fence);
+
+/* Blocking acquire until wait_ms have passed (wait.c). On DLOCK_OK sets *fence, and *granted_at
+ * / *granted_ms: a send time and the lease remaining at that time. */
+int dlock__lock_wait(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                     int64_t wait_ms, int64_t *fence, int64_t *granted_at, int64_t *granted_ms);
+/* Closes the subscribed connection, if any. */
+void dlock__wait_close(dlock_lock *l);
 
 /* Starts the renewal thread for the hold just taken (l->mu not held). */
 int dlock__renew_start(dlock_lock *l);

@@ -264,6 +264,34 @@ void dlock__reply_clear(dlock__reply *r) {
 
 /* ---- the transport ---- */
 
+/* Reads one whole reply: what the reader has buffered, else from the socket until deadline. */
+static int read_reply(dlock__conn *c, dlock__reply *out, int64_t deadline) {
+    for (;;) {
+        void *raw = NULL;
+        if (redisReaderGetReply(c->reader, &raw) != REDIS_OK) {
+            return dlock__err(DLOCK_EPROTO, "malformed reply: %s", c->reader->errstr);
+        }
+        if (raw != NULL) {
+            int rc = convert(raw, out, 0);
+            freeReplyObject(raw);
+            return rc;
+        }
+        int rc = read_some(c, deadline);
+        if (rc != DLOCK_OK) {
+            return rc;
+        }
+    }
+}
+
+static int resp_read(dlock__conn *c, dlock__reply *out, int64_t deadline) {
+    memset(out, 0, sizeof *out);
+    int rc = read_reply(c, out, deadline);
+    if (rc != DLOCK_OK) {
+        dlock__reply_clear(out);
+    }
+    return rc;
+}
+
 static int resp_exec(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
                      int64_t deadline, int *sent) {
     int rc = DLOCK_OK;
@@ -292,21 +320,7 @@ static int resp_exec(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__re
     }
     free(buf);
     for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
-        void *raw = NULL;
-        for (;;) {
-            if (redisReaderGetReply(c->reader, &raw) != REDIS_OK) {
-                rc = dlock__err(DLOCK_EPROTO, "malformed reply: %s", c->reader->errstr);
-                break;
-            }
-            if (raw != NULL) {
-                rc = convert(raw, &replies[i], 0);
-                freeReplyObject(raw);
-                break;
-            }
-            if ((rc = read_some(c, deadline)) != DLOCK_OK) {
-                break;
-            }
-        }
+        rc = read_reply(c, &replies[i], deadline);
     }
     if (rc != DLOCK_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -462,4 +476,5 @@ const dlock__transport dlock__resp_transport = {
     .exec = resp_exec,
     .alive = resp_alive,
     .close = resp_close,
+    .read = resp_read,
 };
