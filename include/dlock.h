@@ -174,8 +174,12 @@ typedef struct dlock_acquire_options {
     const char *token; /* value to store instead of a random UUID (the seed's `uuid`); NULL or ""
                           = a fresh random UUID v4. At most 512 bytes, any bytes but NUL. */
     int64_t wait_ms;   /* > 0: instead of attempts/delay, keep trying until this much time has
-                          passed, with capped exponential backoff and full jitter (10 ms doubling
-                          to at most 500 ms); 0 = use attempts/delay */
+                          passed. The handle queues itself and a dlock release hands the lock
+                          straight to the first waiter (wake-on-release, FIFO); holders that do
+                          not hand off (e.g. @upstash/lock) are polled every 250-500 ms. Without
+                          a queue (REST transport, or an id with no Cluster slot for one) it
+                          polls with capped exponential backoff and full jitter (sleep uniform in
+                          [1, b] ms, b doubling from 10 to 500); 0 = use attempts/delay */
 } dlock_acquire_options;
 
 typedef enum dlock_state { DLOCK_FREE = 0, DLOCK_ACQUIRED = 1 } dlock_state;
@@ -204,8 +208,9 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
 
 /* Tries to take the lock: up to `attempts` times SET id token NX PX lease, pausing delay_ms
  * between tries and not after the last. `options` may be NULL (the lock's settings). With
- * options->wait_ms > 0 it instead keeps trying until wait_ms have passed, with capped exponential
- * backoff and full jitter, so many waiters do not retry in lockstep.
+ * options->wait_ms > 0 it instead waits until wait_ms have passed, queued for a hand-off (see
+ * dlock_acquire_options.wait_ms); a waiting handle keeps one extra connection, subscribed to the
+ * channel "dlock:grant:ID", until dlock_lock_free.
  * If a reply is lost to a broken connection, the call reconnects and checks whether its SET took
  * effect (GET id) before it reports anything, so it never reports an error for a lock it holds.
  * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
@@ -214,7 +219,9 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * Thread-safety: one thread at a time per handle. */
 DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *options);
 
-/* Releases the lock if this handle's token still holds it (atomic Lua check-and-delete).
+/* Releases the lock if this handle's token still holds it (atomic Lua check-and-delete). If a
+ * dlock handle waits for the id (wait_ms), the lock passes straight to the first live waiter
+ * instead of being deleted, in the same script; that waiter's lease and fencing token apply.
  * Returns DLOCK_OK (deleted), DLOCK_NOT_HELD (not acquired by this handle, expired, or taken by
  * another holder), or an error. After OK or NOT_HELD the handle holds no token. */
 DLOCK_API int dlock_lock_release(dlock_lock *lock);
