@@ -14,11 +14,14 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 struct dlock__conn {
@@ -115,6 +118,35 @@ static int open_tcp(const dlock__config *cfg, int64_t deadline, int *out) {
 
 /* ---- raw I/O with deadlines ---- */
 
+/* OpenSSL writes with write(2), which raises SIGPIPE on a connection the server closed and would
+ * kill a program that did not ignore it. Plain sockets use MSG_NOSIGNAL; around TLS calls the
+ * signal is blocked for this thread and a SIGPIPE that they raised is consumed (libcurl's way). */
+typedef struct sigpipe_guard {
+    sigset_t old;
+    int was_pending;
+} sigpipe_guard;
+
+static void sigpipe_block(sigpipe_guard *g) {
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_restore(const sigpipe_guard *g) {
+    if (!g->was_pending) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero) > 0) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 static int io_error(dlock__conn *c, int64_t deadline, const char *op) {
     if (dlock__now_ms() >= deadline) {
         return dlock__err(DLOCK_ETIMEDOUT, "no reply within the command deadline");
@@ -129,7 +161,10 @@ static int write_all(dlock__conn *c, const char *buf, size_t len, int64_t deadli
         short want = POLLOUT;
         if (c->ssl != NULL) {
             ERR_clear_error();
+            sigpipe_guard g;
+            sigpipe_block(&g);
             int r = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+            sigpipe_restore(&g);
             n = r;
             if (r <= 0) {
                 int e = SSL_get_error(c->ssl, r);
@@ -169,7 +204,10 @@ static int read_some(dlock__conn *c, int64_t deadline) {
         short want = POLLIN;
         if (c->ssl != NULL) {
             ERR_clear_error();
+            sigpipe_guard g;
+            sigpipe_block(&g);
             int r = SSL_read(c->ssl, buf, sizeof buf);
+            sigpipe_restore(&g);
             n = r;
             if (r <= 0) {
                 int e = SSL_get_error(c->ssl, r);
