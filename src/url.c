@@ -213,6 +213,11 @@ static int parse_http(const char *text, const char *rest, dlock__url *u, int def
         return dlock__err(DLOCK_EINVAL, "URL: credentials in an http(s) URL are not supported; "
                                         "pass the REST token in the rest_token option");
     }
+    if (strpbrk(rest, "?#") != NULL) {
+        /* Upstash's ?_token= would put the secret in every message that names the server. */
+        return dlock__err(DLOCK_EINVAL, "URL: a query or fragment in an http(s) URL is not "
+                                        "supported; pass the REST token in the rest_token option");
+    }
     int rc = parse_authority(rest, alen, u, default_port);
     if (rc != DLOCK_OK) {
         return rc;
