@@ -1,0 +1,430 @@
+/* Test support: see support.h. Built with _GNU_SOURCE (tests/CMakeLists.txt) for POSIX calls. */
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <valgrind/valgrind.h>
+
+/* ---- Environment ------------------------------------------------------------------------- */
+
+#define DLT_MAX_VARS 64
+
+static struct {
+    char *key;
+    char *value;
+} dlt_vars[DLT_MAX_VARS];
+static int dlt_nvars;
+static pthread_once_t dlt_env_once = PTHREAD_ONCE_INIT;
+
+/* The env file is read once for the whole process; the strings live until exit on purpose
+ * (tests hand them out as const char * freely), and an atexit hook frees them so valgrind's
+ * leak report stays clean. */
+static void dlt_env_free(void) {
+    for (int i = 0; i < dlt_nvars; i++) {
+        free(dlt_vars[i].key);
+        free(dlt_vars[i].value);
+    }
+    dlt_nvars = 0;
+}
+
+static void dlt_env_load(void) {
+    const char *dir = getenv("DLOCK_TEST_ENV_DIR");
+    if (dir == NULL || dir[0] == '\0') {
+        return;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/env", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    char line[4096];
+    while (fgets(line, sizeof line, f) != NULL && dlt_nvars < DLT_MAX_VARS) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (eq == NULL || line[0] == '#') {
+            continue;
+        }
+        *eq = '\0';
+        dlt_vars[dlt_nvars].key = strdup(line);
+        dlt_vars[dlt_nvars].value = strdup(eq + 1);
+        dlt_nvars++;
+    }
+    fclose(f);
+    atexit(dlt_env_free);
+}
+
+int dlt_transport_is_rest(void) {
+    const char *t = getenv("DLOCK_TEST_TRANSPORT");
+    return t != NULL && strcmp(t, "rest") == 0;
+}
+
+const char *dlt_env(const char *key) {
+    /* The REST variants of the suites run the same tests through the gateway in front of the
+     * plain server: only the URL the clients use changes. */
+    if (dlt_transport_is_rest() && strcmp(key, "DLOCK_TEST_URL") == 0) {
+        key = "DLOCK_TEST_REST_URL";
+    }
+    const char *v = getenv(key);
+    if (v != NULL && v[0] != '\0') {
+        return v;
+    }
+    pthread_once(&dlt_env_once, dlt_env_load);
+    for (int i = 0; i < dlt_nvars; i++) {
+        if (strcmp(dlt_vars[i].key, key) == 0) {
+            return dlt_vars[i].value;
+        }
+    }
+    return NULL;
+}
+
+const char *dlt_env_require(const char *key) {
+    const char *v = dlt_env(key);
+    if (v == NULL) {
+        fail_msg("%s is not set: run through ctest (fixture 'redis') or set DLOCK_TEST_ENV_DIR "
+                 "to a directory made by tests/harness/redis-env.sh start DIR",
+                 key);
+    }
+    return v;
+}
+
+int dlt_env_int(const char *key) {
+    const char *v = dlt_env_require(key);
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n <= 0 || n > 1000000) {
+        fail_msg("%s=%s is not a positive integer", key, v);
+    }
+    return (int)n;
+}
+
+/* ---- Ids, clocks --------------------------------------------------------------------------- */
+
+int64_t dlt_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void dlt_sleep_ms(int64_t ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+int64_t dlt_slow(int64_t ms) {
+    static int factor = 0;
+    if (factor == 0) {
+        const char *f = getenv("DLOCK_TEST_TIME_FACTOR");
+        int v = f != NULL ? atoi(f) : 0;
+        if (v < 1) {
+            v = RUNNING_ON_VALGRIND ? 10 : 1;
+        }
+        factor = v;
+    }
+    return ms * factor;
+}
+
+const char *dlt_id(const char *tag) {
+    static _Atomic unsigned counter;
+    static _Thread_local char ring[16][160];
+    static _Thread_local unsigned slot;
+    static _Atomic unsigned seeded;
+    static unsigned seed;
+    if (!seeded++) {
+        seed = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)dlt_now_ms();
+    }
+    unsigned n = counter++;
+    char *buf = ring[slot++ % 16];
+    /* pid + counter make ids unique within a run; the time-derived part keeps a rerun (same pid
+     * after a wrap, or a leftover key of a killed run) from colliding. */
+    snprintf(buf, sizeof ring[0], "dlock-test:%s:%ld:%u:%08x", tag, (long)getpid(), n,
+             (seed * 2654435761u) ^ (unsigned)dlt_now_ms() ^ (n << 20));
+    return buf;
+}
+
+static int dlt_is_lower_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+int dlt_is_uuid_v4(const char *s) {
+    if (s == NULL || strlen(s) != 36) {
+        return 0;
+    }
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return 0;
+            }
+        } else if (!dlt_is_lower_hex(s[i])) {
+            return 0;
+        }
+    }
+    /* Version nibble 4; variant bits 10xx, i.e. the first digit of group 4 is 8, 9, a or b. */
+    return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+}
+
+int dlt_contains(const char *haystack, const char *needle) {
+    return haystack != NULL && needle != NULL && strcasestr(haystack, needle) != NULL;
+}
+
+/* ---- Clients ------------------------------------------------------------------------------- */
+
+void dlt_assert_rc_at(int rc, int want, const char *expr, const char *file, int line) {
+    if (rc != want) {
+        const char *msg = dlock_errmsg();
+        print_error("%s returned %d (%s), expected %d (%s); errmsg: \"%s\"\n", expr, rc,
+                    dlock_strerror(rc), want, dlock_strerror(want), msg != NULL ? msg : "(null)");
+        _fail(file, line);
+    }
+}
+
+int dlt_client_open(dlock_client **out, const char *url, const dlock_client_options *options) {
+    dlock_client_options o = {0};
+    if (options != NULL) {
+        o = *options;
+    }
+    if (o.rest_token == NULL && url != NULL && strncmp(url, "http", 4) == 0) {
+        o.rest_token = getenv("DLOCK_TEST_REST_TOKEN");
+    }
+    return dlock_client_open(out, url, &o);
+}
+
+dlock_client *dlt_open(const char *url, const dlock_client_options *options) {
+    dlock_client *c = NULL;
+    int rc = dlt_client_open(&c, url, options);
+    if (rc != DLOCK_OK) {
+        fail_msg("dlock_client_open(%s) = %d (%s): %s", url, rc, dlock_strerror(rc),
+                 dlock_errmsg());
+    }
+    assert_non_null(c);
+    return c;
+}
+
+dlock_client *dlt_open_plain(void) {
+    return dlt_open(dlt_env_require("DLOCK_TEST_URL"), NULL);
+}
+
+dlock_lock *dlt_lock_new(dlock_client *client, const char *id, const dlock_lock_options *options) {
+    dlock_lock *l = NULL;
+    int rc = dlock_lock_new(&l, client, id, options);
+    if (rc != DLOCK_OK) {
+        fail_msg("dlock_lock_new = %d (%s): %s", rc, dlock_strerror(rc), dlock_errmsg());
+    }
+    assert_non_null(l);
+    return l;
+}
+
+/* ---- Raw Redis ------------------------------------------------------------------------------ */
+
+redisContext *dlt_raw_connect(int port, const char *password) {
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c == NULL || c->err) {
+        fail_msg("raw connect to 127.0.0.1:%d: %s", port, c != NULL ? c->errstr : "no memory");
+    }
+    redisSetTimeout(c, tv);
+    if (password != NULL) {
+        redisReply *r = redisCommand(c, "AUTH %s", password);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            fail_msg("raw AUTH on port %d failed", port);
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+redisContext *dlt_raw_plain(void) {
+    return dlt_raw_connect(dlt_env_int("DLOCK_TEST_PORT"), NULL);
+}
+
+redisReply *dlt_raw_cmd(redisContext *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (r == NULL) {
+        fail_msg("raw command \"%s\" failed: %s", fmt, c->errstr);
+    }
+    return r;
+}
+
+char *dlt_raw_get(redisContext *c, const char *key, size_t keylen, size_t *len) {
+    redisReply *r = dlt_raw_cmd(c, "GET %b", key, keylen);
+    char *out = NULL;
+    if (r->type == REDIS_REPLY_STRING) {
+        out = malloc((size_t)r->len + 1);
+        assert_non_null(out);
+        memcpy(out, r->str, (size_t)r->len);
+        out[r->len] = '\0';
+        if (len != NULL) {
+            *len = (size_t)r->len;
+        }
+    } else if (r->type != REDIS_REPLY_NIL) {
+        int type = r->type;
+        freeReplyObject(r);
+        fail_msg("GET returned reply type %d", type);
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+long long dlt_raw_pttl(redisContext *c, const char *key, size_t keylen) {
+    redisReply *r = dlt_raw_cmd(c, "PTTL %b", key, keylen);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+int dlt_raw_exists(redisContext *c, const char *key, size_t keylen) {
+    redisReply *r = dlt_raw_cmd(c, "EXISTS %b", key, keylen);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    int v = r->integer > 0;
+    freeReplyObject(r);
+    return v;
+}
+
+void dlt_raw_del(redisContext *c, const char *key, size_t keylen) {
+    freeReplyObject(dlt_raw_cmd(c, "DEL %b", key, keylen));
+}
+
+/* ---- Processes and sockets ------------------------------------------------------------------ */
+
+const char *dlt_helper_path(void) {
+    const char *p = getenv("DLOCK_TEST_HELPER");
+    if (p == NULL || p[0] == '\0') {
+        fail_msg("DLOCK_TEST_HELPER is not set (run through ctest)");
+    }
+    return p;
+}
+
+pid_t dlt_spawn(const char *const argv[]) {
+    pid_t pid = fork();
+    if (pid != 0) {
+        return pid; /* parent, or -1 */
+    }
+    /* Child: only async-signal-safe calls until exec, since the parent may have threads. */
+    int fd = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        close(fd);
+    }
+    /* execvp's prototype predates const; it does not modify the strings. */
+    execvp(argv[0], (char *const *)argv);
+    static const char msg[] = "dlt_spawn: exec failed: ";
+    (void)!write(2, msg, sizeof msg - 1);
+    (void)!write(2, argv[0], strlen(argv[0]));
+    (void)!write(2, "\n", 1);
+    _exit(127);
+}
+
+int dlt_wait(pid_t pid, int64_t timeout_ms) {
+    int64_t deadline = dlt_now_ms() + timeout_ms;
+    for (;;) {
+        int status = 0;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            if (WIFEXITED(status)) {
+                return WEXITSTATUS(status);
+            }
+            return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        }
+        if (r < 0 && errno != EINTR) {
+            return -1;
+        }
+        if (dlt_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        dlt_sleep_ms(5);
+    }
+}
+
+int dlt_run(const char *const argv[], int64_t timeout_ms) {
+    pid_t pid = dlt_spawn(argv);
+    if (pid < 0) {
+        return -1;
+    }
+    return dlt_wait(pid, timeout_ms);
+}
+
+static int dlt_bind_loopback(struct sockaddr_in *sa) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa->sin_port = 0;
+    assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof *sa), 0);
+    socklen_t len = sizeof *sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)sa, &len), 0);
+    return fd;
+}
+
+int dlt_silent_listener(int *port) {
+    struct sockaddr_in sa;
+    int fd = dlt_bind_loopback(&sa);
+    assert_int_equal(listen(fd, 64), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int dlt_closed_port(void) {
+    struct sockaddr_in sa;
+    int fd = dlt_bind_loopback(&sa);
+    int port = ntohs(sa.sin_port);
+    /* Bound but never listening, then closed: a connect to it is refused. Another process could
+     * take the port in between, but the kernel hands out ports round-robin so that is rare. */
+    close(fd);
+    return port;
+}
+
+pid_t dlt_read_pid(const char *pidfile) {
+    FILE *f = fopen(pidfile, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1) {
+        pid = 0;
+    }
+    fclose(f);
+    return (pid_t)pid;
+}
+
+int dlt_wait_for_redis(int port, const char *password, int64_t timeout_ms) {
+    int64_t deadline = dlt_now_ms() + timeout_ms;
+    while (dlt_now_ms() < deadline) {
+        struct timeval tv = {1, 0};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+        if (c != NULL && !c->err) {
+            redisSetTimeout(c, tv);
+            redisReply *r = password != NULL ? redisCommand(c, "AUTH %s", password) : NULL;
+            freeReplyObject(r);
+            r = redisCommand(c, "PING");
+            int ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+            freeReplyObject(r);
+            redisFree(c);
+            if (ok) {
+                return 1;
+            }
+        } else {
+            redisFree(c);
+        }
+        dlt_sleep_ms(20);
+    }
+    return 0;
+}
