@@ -84,11 +84,11 @@ DLOCK_API const char *dlock_strerror(int rc);
  * next dlock call on the same thread. Thread-safety: each thread reads its own message. */
 DLOCK_API const char *dlock_errmsg(void);
 
-/* ---- Client: a connection (pool) to one Redis server ------------------------------------------
- */
+/* ---- Client: a pool of connections to one Redis server --------------------------------- */
 
 typedef struct dlock_client dlock_client;
 
+/* Negative timeouts or pool_size are DLOCK_EINVAL. */
 typedef struct dlock_client_options {
     int connect_timeout_ms;      /* deadline for connect + TLS + AUTH; 0 = 5000 */
     int command_timeout_ms;      /* deadline for one command's round trip; 0 = 2000 */
@@ -219,7 +219,8 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * Thread-safety: one thread at a time per handle. */
 DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *options);
 
-/* Releases the lock if this handle's token still holds it (atomic Lua check-and-delete). If a
+/* Releases the lock if this handle's token still holds it (atomic Lua check-and-delete). After an
+ * error (Redis unreachable, ...) the handle keeps its token, so the call can be retried. If a
  * dlock handle waits for the id (wait_ms), the lock passes straight to the first live waiter
  * instead of being deleted, in the same script; that waiter's lease and fencing token apply.
  * Returns DLOCK_OK (deleted), DLOCK_NOT_HELD (not acquired by this handle, expired, or taken by
@@ -302,8 +303,9 @@ typedef struct dlock_debounce_options {
 } dlock_debounce_options;
 
 /* Makes a debounce for `id` on `client`. The key `id` holds a counter shared by every caller
- * (dlock or @upstash/lock's Debounce) using that id. Nothing is sent to Redis and no thread is
- * started here.
+ * (dlock or @upstash/lock's Debounce) using that id. Each call sets the key's expiry to
+ * 2 * wait_ms + 10 minutes, so an idle counter disappears (the seed's never do) yet never expires
+ * under a waiting call. Nothing is sent to Redis and no thread is started here.
  * Returns DLOCK_OK, DLOCK_EINVAL (NULL argument, missing callback, bad id, wait < 0), ENOMEM.
  * Ownership: free with dlock_debounce_free before closing the client. */
 DLOCK_API int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *id,
@@ -325,7 +327,8 @@ DLOCK_API int dlock_debounce_call(dlock_debounce *debounce, const void *arg, siz
 DLOCK_API int dlock_debounce_call_sync(dlock_debounce *debounce, const void *arg, size_t len);
 
 /* Waits until every call made with dlock_debounce_call on this handle has been decided (and its
- * callback, if any, has returned). Returns DLOCK_OK. Must not be called from the callback. */
+ * callback, if any, has returned). Among one handle's calls only the last can run the callback.
+ * Returns DLOCK_OK, or DLOCK_EINVAL for NULL. Must not be called from the callback. */
 DLOCK_API int dlock_debounce_flush(dlock_debounce *debounce);
 
 /* Flushes, stops the handle's thread and frees the handle. NULL is a no-op. Must not be called
