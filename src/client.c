@@ -241,7 +241,7 @@ int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock_
     if (rc != DLOCK_OK) {
         return rc; /* connect already named the server */
     }
-    rc = c->tp->exec(conn, cmds, n, replies, dlock__now_ms() + c->cfg.command_timeout_ms, sent);
+    rc = c->tp->exec(conn, cmds, n, replies, dlock__deadline_in(c->cfg.command_timeout_ms), sent);
     if (rc != DLOCK_OK) {
         /* The stream position is unknown after a failure: never reuse this connection. */
         c->tp->close(conn);

@@ -14,6 +14,17 @@ int64_t dlock__now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static _Thread_local int64_t deadline_cap;
+
+int64_t dlock__deadline_in(int64_t ms) {
+    int64_t d = dlock__add_sat(dlock__now_ms(), ms);
+    return deadline_cap > 0 && deadline_cap < d ? deadline_cap : d;
+}
+
+void dlock__set_deadline_cap(int64_t cap) {
+    deadline_cap = cap;
+}
+
 void dlock__sleep_ms(int64_t ms) {
     if (ms <= 0) {
         return;

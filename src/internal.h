@@ -32,6 +32,12 @@ void dlock__err_clear(void);
 /* ---- clock.c: monotonic milliseconds ---- */
 
 int64_t dlock__now_ms(void);
+/* now + ms, but never past the calling thread's deadline cap (see dlock__set_deadline_cap). Every
+ * connect and command deadline is computed with it. */
+int64_t dlock__deadline_in(int64_t ms);
+/* Caps every deadline of the calling thread's dlock calls at `cap` (monotonic ms); 0 = no cap.
+ * The renewal thread uses it so that no renewal outlives the lease it tries to save. */
+void dlock__set_deadline_cap(int64_t cap);
 /* Sleeps until `ms` have passed (EINTR-safe). */
 void dlock__sleep_ms(int64_t ms);
 /* a + b, saturating at INT64_MAX; both non-negative. */

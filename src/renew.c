@@ -89,7 +89,10 @@ static void *renew_main(void *arg) {
         }
         pthread_mutex_unlock(&l->mu);
         int64_t sent_at = dlock__now_ms();
+        /* A renewal that answers after the lease ran out saves nothing: wait no longer. */
+        dlock__set_deadline_cap(lease_end);
         int rc = renew_once(l, token, token_len, lease);
+        dlock__set_deadline_cap(0);
         char msg[512];
         snprintf(msg, sizeof msg, "%s", dlock_errmsg());
         pthread_mutex_lock(&l->mu);

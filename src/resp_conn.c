@@ -199,6 +199,13 @@ static int write_all(dlock__conn *c, const char *buf, size_t len, int64_t deadli
 /* Reads what is available (waiting for at least one byte) into the reader. */
 static int read_some(dlock__conn *c, int64_t deadline) {
     char buf[16384];
+    /* A reply is rarely there the instant a request has gone out: on a plain socket, wait first
+     * and read once (2 system calls), instead of a recv that fails with EAGAIN (3). With no time
+     * left (draining pub/sub messages), just try the read. */
+    if (c->ssl == NULL && deadline > dlock__now_ms() &&
+        dlock__poll_fd(c->fd, POLLIN, deadline) != DLOCK_OK) {
+        return io_error(c, deadline, "waiting for a reply");
+    }
     for (;;) {
         ssize_t n;
         short want = POLLIN;
@@ -477,7 +484,7 @@ static int handshake(const dlock__config *cfg, dlock__conn *c, int64_t deadline)
 }
 
 static int resp_connect(const dlock__config *cfg, dlock__conn **out) {
-    int64_t deadline = dlock__now_ms() + cfg->connect_timeout_ms;
+    int64_t deadline = dlock__deadline_in(cfg->connect_timeout_ms);
     dlock__conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");

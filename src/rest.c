@@ -814,7 +814,7 @@ static int handshake(const dlock__config *cfg, dlock__conn *c) {
     dlock__cmd cmd = {1, argv, lens};
     dlock__reply r;
     int sent;
-    int rc = rest_exec(c, &cmd, 1, &r, dlock__now_ms() + cfg->connect_timeout_ms, &sent);
+    int rc = rest_exec(c, &cmd, 1, &r, dlock__deadline_in(cfg->connect_timeout_ms), &sent);
     if (rc == DLOCK_ETIMEDOUT) {
         return dlock__err(rc, "%s: no answer within connect_timeout_ms (%d ms)", cfg->display,
                           cfg->connect_timeout_ms);

@@ -46,7 +46,7 @@ static void ensure_subscribed(dlock_lock *l) {
     dlock__reply r;
     int sent;
     int rc =
-        tp->exec(conn, &cmd, 1, &r, dlock__now_ms() + l->client->cfg.command_timeout_ms, &sent);
+        tp->exec(conn, &cmd, 1, &r, dlock__deadline_in(l->client->cfg.command_timeout_ms), &sent);
     if (rc == DLOCK_OK && r.type == DLOCK__REPLY_ARRAY && r.elements == 3 &&
         r.element[0].type == DLOCK__REPLY_STR && strcmp(r.element[0].str, "subscribe") == 0) {
         l->sub = conn;

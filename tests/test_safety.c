@@ -387,6 +387,33 @@ static void test_auto_renew_redis_killed(void **state) {
     dlock_client_close(c);
 }
 
+/* A frozen Redis (SIGSTOP) must not hold renewal past the lease: each renewal's deadline is
+ * capped at the lease's end, though command_timeout_ms (2 s default) is longer than the lease. */
+static void test_auto_renew_lost_by_lease_end_when_redis_frozen(void **state) {
+    (void)state;
+    own_redis r = {0};
+    own_start(&r, dlt_closed_port());
+    dlock_client *c = dlt_open(r.url, NULL);
+    lost_record rec = {0};
+    dlock_lock *l = renewed(c, "renew-frozen", 600, 0, &rec);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    dlt_sleep_ms(250); /* let one renewal through */
+    kill(r.pid, SIGSTOP);
+    int64_t t0 = dlt_now_ms();
+    while (atomic_load(&rec.count) == 0 && dlt_now_ms() - t0 < dlt_slow(5000)) {
+        dlt_sleep_ms(5);
+    }
+    int64_t took = dlt_now_ms() - t0;
+    kill(r.pid, SIGCONT);
+    assert_int_equal(atomic_load(&rec.count), 1);
+    assert_int_equal(atomic_load(&rec.reason), DLOCK_LOST_EXPIRED);
+    /* The last renewal before the freeze granted at most 600 ms. */
+    assert_true(took <= dlt_slow(600 + 150));
+    dlock_lock_free(l);
+    dlock_client_close(c);
+    own_kill(&r);
+}
+
 /* ---- a holder paused past its lease ---- */
 
 static void test_paused_holder_finds_lock_lost(void **state) {
@@ -576,6 +603,7 @@ int main(void) {
         cmocka_unit_test(test_auto_renew_lost_when_taken),
         cmocka_unit_test(test_auto_renew_max_hold),
         cmocka_unit_test(test_auto_renew_redis_killed),
+        cmocka_unit_test(test_auto_renew_lost_by_lease_end_when_redis_frozen),
         cmocka_unit_test(test_paused_holder_finds_lock_lost),
         cmocka_unit_test(test_wait_gives_up_at_deadline),
         cmocka_unit_test(test_fifty_waiters_take_turns),
