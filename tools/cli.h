@@ -1,0 +1,115 @@
+/* cli.h: what the dlock command's source files share: exit codes, the connection options every
+ * subcommand takes, and small helpers. Only the public dlock.h is used below this layer. */
+#ifndef DLOCK_CLI_H
+#define DLOCK_CLI_H
+
+#include "dlock.h"
+
+#include <getopt.h>
+#include <stdint.h>
+
+/* Exit codes. 1 is flock's "could not get the lock"; the rest come from sysexits.h so that each
+ * kind of failure can be told apart by a script, and 126/127 are the shell's "could not run". */
+#define CLI_EX_OK          0
+#define CLI_EX_CONFLICT    1   /* lock held by someone else (run/acquire, see -E); not held */
+#define CLI_EX_USAGE       64  /* EX_USAGE: bad option, duration, id or URL */
+#define CLI_EX_NOINPUT     66  /* EX_NOINPUT: a --password-file/--token-file/--cacert unreadable */
+#define CLI_EX_UNAVAILABLE 69  /* EX_UNAVAILABLE: Redis unreachable, timed out, connection lost */
+#define CLI_EX_SOFTWARE    70  /* EX_SOFTWARE: internal error */
+#define CLI_EX_OSERR       71  /* EX_OSERR: out of memory, fork or thread failure */
+#define CLI_EX_LOST        75  /* EX_TEMPFAIL: run: the lock was lost while the command ran */
+#define CLI_EX_PROTOCOL    76  /* EX_PROTOCOL: the server answered with an error or garbage */
+#define CLI_EX_NOPERM      77  /* EX_NOPERM: password/token rejected, or TLS verification failed */
+#define CLI_EX_CANNOT_EXEC 126 /* the command was found but could not be executed */
+#define CLI_EX_NOT_FOUND   127 /* the command was not found */
+
+/* Longest duration accepted anywhere: the library's own cap on a lease (10^12 ms, ~31 years). */
+#define CLI_DURATION_MAX_MS ((int64_t)1000000000000)
+
+/* The connection options every subcommand accepts. Secrets never come from the command line:
+ * only from the environment or from a file named here. */
+typedef struct cli_common {
+    const char *url;
+    const char *user;
+    const char *password_file;
+    const char *token_file;
+    const char *cacert;
+    int insecure;
+    int quiet;
+} cli_common;
+
+/* getopt_long codes of the common options (beyond any single character). */
+enum {
+    CLI_OPT_URL = 256,
+    CLI_OPT_USER,
+    CLI_OPT_PASSWORD_FILE,
+    CLI_OPT_TOKEN_FILE,
+    CLI_OPT_CACERT,
+    CLI_OPT_INSECURE,
+    CLI_OPT_HELP,
+    CLI_OPT_FIRST_PRIVATE /* subcommands number their own long-only options from here */
+};
+
+#define CLI_COMMON_LONGOPTS                                                                        \
+    {"url", required_argument, NULL, CLI_OPT_URL},                                                 \
+        {"user", required_argument, NULL, CLI_OPT_USER},                                           \
+        {"password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE},                         \
+        {"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                               \
+        {"cacert", required_argument, NULL, CLI_OPT_CACERT},                                       \
+        {"insecure", no_argument, NULL, CLI_OPT_INSECURE}, {"quiet", no_argument, NULL, 'q'}, {    \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+
+/* The help text of the common options, appended to every subcommand's --help. */
+extern const char cli_common_help[];
+/* The exit-code table, appended to the top-level --help. */
+extern const char cli_exit_help[];
+
+/* Applies one common option. Returns 1 if `opt` was one, 0 if not. */
+int cli_common_option(cli_common *c, int opt, const char *arg);
+
+/* Reports an unknown option or missing argument (getopt returned '?' or ':'): getopt has
+ * already printed why; add the pointer to --help. Returns CLI_EX_USAGE. */
+int cli_usage_hint(const char *cmd);
+
+/* Prints "dlock CMD: <message>" and the pointer to --help. Returns CLI_EX_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "dlock: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Checks a lock or debounce id from the command line (1 to 65536 bytes). Returns 0 or
+ * CLI_EX_USAGE after saying why. */
+int cli_check_id(const char *cmd, const char *id);
+
+/* Parses the duration argument of option `opt` into *out_ms; zero is refused unless zero_ok.
+ * Returns 0 or CLI_EX_USAGE after naming the option and the problem. */
+int cli_duration_arg(const char *cmd, const char *opt, const char *arg, int zero_ok,
+                     int64_t *out_ms);
+
+/* Parses an exit code (0-255) given to option `opt`. Returns 0 or CLI_EX_USAGE. */
+int cli_exit_code_arg(const char *cmd, const char *opt, const char *arg, int *out);
+
+/* Formats a duration in ms for people: "450ms", "7.2s", "2m05s", "1h30m". */
+void cli_format_ms(int64_t ms, char *buf, size_t size);
+
+/* Opens the client as the options and environment say (see cli_common_help). On failure prints
+ * the cause and a fix and returns the exit code; 0 on success. */
+int cli_connect(const cli_common *c, dlock_client **out);
+
+/* Prints the failure `rc` (< 0) of a library call about `what` with the library's detail and a
+ * hint at the fix, and returns the matching exit code. */
+int cli_fail(int rc, const char *what);
+
+/* cli_fail with the library's message given (from another thread), not read here. */
+int cli_fail_msg(int rc, const char *what, const char *msg);
+
+/* Subcommands. Each takes argv with argv[0] = the subcommand's name and returns the exit code. */
+int cmd_run(int argc, char **argv, cli_common *common);
+int cmd_acquire(int argc, char **argv, cli_common *common);
+int cmd_release(int argc, char **argv, cli_common *common);
+int cmd_extend(int argc, char **argv, cli_common *common);
+int cmd_status(int argc, char **argv, cli_common *common);
+int cmd_debounce(int argc, char **argv, cli_common *common);
+
+#endif /* DLOCK_CLI_H */

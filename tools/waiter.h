@@ -1,0 +1,31 @@
+/* waiter.h: acquiring a lock while staying responsive to signals and telling the user why the
+ * wait is long. */
+#ifndef DLOCK_CLI_WAITER_H
+#define DLOCK_CLI_WAITER_H
+
+#include "dlock.h"
+
+/* Returned by waiter_acquire when a signal interrupted the wait. */
+#define WAITER_INTERRUPTED 1000
+
+/* Acquires `lock` (on `client`) with `options`. The library call runs on a helper thread while
+ * the calling thread waits for it, so that SIGINT, SIGTERM and SIGHUP end the wait at once.
+ * When `notice` is set and the wait passes one second, says on stderr who holds the lock and for
+ * how long. child_block_signals() must have been called.
+ * The token is generated here rather than by the library, so that an interrupted wait can
+ * release a lock the helper may have just taken.
+ * Returns the acquire's return code, or WAITER_INTERRUPTED with *signo set: then the lock is
+ * not held (released if it had been taken) and the caller must _exit(): the helper thread may
+ * still be inside the library, so nothing may be freed. */
+int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_options *options,
+                   int notice, int *signo);
+
+/* The library's message for the failure waiter_acquire last returned (dlock_errmsg() belongs to
+ * the helper thread that made the call). */
+const char *waiter_errmsg(void);
+
+/* Says on stderr that `id` is held by another holder, with its remaining lease if it can be read
+ * (best effort: one more round trip). */
+void waiter_report_conflict(dlock_client *client, const char *id);
+
+#endif /* DLOCK_CLI_WAITER_H */
