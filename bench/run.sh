@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# bench/run.sh BUILD: `make bench`. Runs dlock_bench against a private redis-server over TCP and a
+# unix socket (and the REST gateway when tests/gateway has been built), next to raw hiredis and
+# redis-benchmark, then plots the latency curves. Bounded: about 2.5 minutes with the defaults.
+#
+# Environment: BENCH_SECONDS (per measurement, default 2), BENCH_WORKERS (default 16),
+# BENCH_KEYS (default 1,1000,100000,1000000), BENCH_MODES (default all), BENCH_OUT (default
+# BUILD/bench-results). Output: a table on stdout, BENCH_OUT/results.json, BENCH_OUT/results.txt,
+# BENCH_OUT/latency.png.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+BUILD=$(realpath -m "${1:-build}")
+OUT=$(realpath -m "${BENCH_OUT:-$BUILD/bench-results}")
+[ -f "$BUILD/libdlock.a" ] || {
+    echo "bench: $BUILD/libdlock.a not found; run 'make' first" >&2
+    exit 1
+}
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
+
+BIN=$(bench_binary "$BUILD" "$ROOT")
+mkdir -p "$OUT"
+rm -f "$OUT"/lat_*.dat "$OUT/latency.gp" "$OUT/latency.png"
+
+bench_start_redis
+bench_start_gateway "$BUILD"
+
+ARGS=(--url "redis://127.0.0.1:$REDIS_PORT" --url "unix://$REDIS_SOCK")
+if [ -n "$GATEWAY_URL" ]; then
+    ARGS+=(--url "$GATEWAY_URL" --rest-token "$GATEWAY_TOKEN")
+else
+    echo "bench: REST transport skipped (dlock_rest_gateway not built in $BUILD)" >&2
+fi
+CLI=$(find "$BUILD" -maxdepth 3 -name dlock -type f -perm -u+x 2>/dev/null | head -n 1 || true)
+if [ -n "$CLI" ]; then
+    ARGS+=(--cli "$CLI")
+else
+    echo "bench: CLI measurement skipped (no 'dlock' binary in $BUILD)" >&2
+fi
+ARGS+=(--seconds "${BENCH_SECONDS:-2}" --workers "${BENCH_WORKERS:-16}")
+ARGS+=(--keys "${BENCH_KEYS:-1,1000,100000,1000000}" --out "$OUT" --json "$OUT/results.json")
+[ -z "${BENCH_MODES:-}" ] || ARGS+=(--modes "$BENCH_MODES")
+
+echo "bench: redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port" \
+    "$REDIS_PORT and $REDIS_SOCK; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg);" \
+    "pinning: ${SERVER_PIN[*]:-none} (server) / ${CLIENT_PIN[*]:-none} (clients)" >&2
+timeout 280 "${CLIENT_PIN[@]}" "$BIN" "${ARGS[@]}" | tee "$OUT/results.txt"
+
+if command -v gnuplot >/dev/null && [ -f "$OUT/latency.gp" ]; then
+    (cd "$OUT" && gnuplot latency.gp) && echo "bench: plot $OUT/latency.png"
+else
+    echo "bench: gnuplot not found; plot skipped (apt-get install gnuplot-nox)" >&2
+fi
+echo "bench: JSON $OUT/results.json, table $OUT/results.txt"
