@@ -14,6 +14,7 @@
 #include "lock_impl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LIVE_MS   3000 /* a queue entry not refreshed for this long is skipped by releasers */
@@ -58,8 +59,10 @@ static void ensure_subscribed(dlock_lock *l) {
     }
 }
 
-/* Waits until `until` for a hand-off message naming our token. Returns 1 if one came. */
-static int await_grant(dlock_lock *l, const char *token, size_t token_len, int64_t until) {
+/* Waits until `until` for a hand-off message naming our token ("token|fence"). Returns 1 if one
+ * came, with *fence set. */
+static int await_grant(dlock_lock *l, const char *token, size_t token_len, int64_t until,
+                       int64_t *fence) {
     for (;;) {
         dlock__reply m;
         int rc = l->client->tp->read(l->sub, &m, until);
@@ -74,6 +77,9 @@ static int await_grant(dlock_lock *l, const char *token, size_t token_len, int64
             m.type == DLOCK__REPLY_ARRAY && m.elements == 3 ? &m.element[2] : NULL;
         int ours = p != NULL && p->type == DLOCK__REPLY_STR && p->len > token_len &&
                    memcmp(p->str, token, token_len) == 0 && p->str[token_len] == '|';
+        if (ours) {
+            *fence = strtoll(p->str + token_len + 1, NULL, 10);
+        }
         dlock__reply_clear(&m);
         if (ours) {
             return 1;
@@ -182,9 +188,17 @@ int dlock__lock_wait(dlock_lock *l, const char *token, size_t token_len, int64_t
         }
         int64_t left = deadline - now;
         if (l->sub != NULL) {
-            /* Hand-offs wake us at once; the poll is for holders that do not hand off. */
+            /* Hand-offs wake us at once; the poll is for holders that do not hand off. A grant
+             * message is the grant itself, with no round trip to confirm it: only a releaser's
+             * script sends it, after setting the key to our token with our lease. That happened
+             * after our last try ran (which saw the lock not ours), so the lease is measured
+             * from that try's send time: a conservative start. */
             int64_t step = POLL_MAX / 2 + (int64_t)dlock__random_below(POLL_MAX / 2);
-            await_grant(l, token, token_len, now + (step < left ? step : left));
+            if (await_grant(l, token, token_len, now + (step < left ? step : left), fence)) {
+                *granted_at = sent_at;
+                *granted_ms = lease;
+                return DLOCK_OK;
+            }
         } else {
             int64_t pause = 1 + (int64_t)dlock__random_below((uint64_t)backoff);
             dlock__sleep_ms(pause < left ? pause : left);
