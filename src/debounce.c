@@ -5,11 +5,9 @@
 
 #include "internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Beyond every call's wait, the counter lives this much longer, so keys of idle debounces
  * disappear (the seed's never do) yet never expire under a waiting call. */
@@ -77,13 +75,9 @@ int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *i
     d->callback = o->callback;
     d->error_callback = o->error_callback;
     d->userdata = o->userdata;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&d->mu, NULL);
-    pthread_cond_init(&d->wake, &ca);
+    dlock__cond_init_monotonic(&d->wake);
     pthread_cond_init(&d->idle, NULL);
-    pthread_condattr_destroy(&ca);
     *out = d;
     return DLOCK_OK;
 }
@@ -223,16 +217,7 @@ static void *worker(void *arg) {
         pending *p = d->head;
         int64_t now = dlock__now_ms();
         if (p->due > now) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t left = p->due - now;
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&d->wake, &d->mu, &ts);
+            dlock__cond_wait_until(&d->wake, &d->mu, p->due);
             continue;
         }
         if (p->count <= 0) { /* failed to count, or superseded by our own later call */

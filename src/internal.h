@@ -38,6 +38,10 @@ int64_t dlock__deadline_in(int64_t ms);
 /* Caps every deadline of the calling thread's dlock calls at `cap` (monotonic ms); 0 = no cap.
  * The renewal thread uses it so that no renewal outlives the lease it tries to save. */
 void dlock__set_deadline_cap(int64_t cap);
+/* Initialises a condition variable whose timed waits use the monotonic clock. */
+void dlock__cond_init_monotonic(pthread_cond_t *cv);
+/* Waits on cv (mu held) until signalled or until the monotonic time `until_ms`. */
+void dlock__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms);
 /* Sleeps until `ms` have passed (EINTR-safe). */
 void dlock__sleep_ms(int64_t ms);
 /* a + b, saturating at INT64_MAX; both non-negative. */

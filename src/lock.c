@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Longest lease or extension accepted: far beyond any sane lease, far below where adding it to
  * Redis's clock could overflow. */
@@ -151,12 +150,8 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
     l->on_lost = o->on_lost;
     l->on_renew_error = o->on_renew_error;
     l->userdata = o->userdata;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    dlock__cond_init_monotonic(&l->wake);
     *out = l;
     return DLOCK_OK;
 }

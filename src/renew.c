@@ -5,26 +5,8 @@
 
 #include "lock_impl.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-
-static void wait_until(dlock_lock *l, int64_t when) {
-    int64_t left = when - dlock__now_ms();
-    if (left <= 0) {
-        return;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&l->wake, &l->mu, &ts);
-}
 
 /* One owner-checked renewal: 1 renewed, 0 not ours any more, < 0 error. */
 static int renew_once(dlock_lock *l, const char *token, size_t token_len, int64_t lease) {
@@ -75,16 +57,17 @@ static void *renew_main(void *arg) {
         if (l->max_hold_ms > 0 && now - hold_start >= l->max_hold_ms) {
             /* Renewal is over; the hold lasts until the lease granted last runs out. */
             if (now < lease_end) {
-                wait_until(l, lease_end);
+                dlock__cond_wait_until(&l->wake, &l->mu, lease_end);
                 continue;
             }
             declare_lost(l, DLOCK_LOST_MAX_HOLD);
             break;
         }
         if (now < next) {
-            wait_until(l, l->max_hold_ms > 0 && hold_start + l->max_hold_ms < next
-                              ? hold_start + l->max_hold_ms
-                              : next);
+            dlock__cond_wait_until(&l->wake, &l->mu,
+                                   l->max_hold_ms > 0 && hold_start + l->max_hold_ms < next
+                                       ? hold_start + l->max_hold_ms
+                                       : next);
             continue;
         }
         pthread_mutex_unlock(&l->mu);
