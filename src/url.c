@@ -179,8 +179,23 @@ static int parse_authority(const char *a, size_t n, dlock__url *u, int default_p
     return DLOCK_OK;
 }
 
+/* An '@' past the authority means the user info holds a raw '/', '?' or '#': refuse it without
+ * quoting anything, since the text around it is likely the password. */
+static int check_userinfo_escaped(const char *rest, size_t alen) {
+    const char *at = strrchr(rest, '@');
+    if (at != NULL && at >= rest + alen) {
+        return dlock__err(DLOCK_EINVAL, "URL: the user name or password contains '/', '?' or "
+                                        "'#': percent-encode them (%%2F, %%3F, %%23), or pass "
+                                        "the password in the password option");
+    }
+    return DLOCK_OK;
+}
+
 static int parse_redis(const char *rest, dlock__url *u) {
     size_t alen = strcspn(rest, "/?#");
+    if (check_userinfo_escaped(rest, alen) != DLOCK_OK) {
+        return DLOCK_EINVAL;
+    }
     int rc = parse_authority(rest, alen, u, 6379);
     if (rc != DLOCK_OK) {
         return rc;
@@ -209,7 +224,7 @@ static int parse_redis(const char *rest, dlock__url *u) {
 
 static int parse_http(const char *text, const char *rest, dlock__url *u, int default_port) {
     size_t alen = strcspn(rest, "/?#");
-    if (memchr(rest, '@', alen) != NULL) {
+    if (strchr(rest, '@') != NULL) {
         return dlock__err(DLOCK_EINVAL, "URL: credentials in an http(s) URL are not supported; "
                                         "pass the REST token in the rest_token option");
     }

@@ -29,22 +29,24 @@ int duration_parse(const char *text, int64_t max_ms, int64_t *out_ms, const char
     int64_t whole = 0;
     int digits = 0, too_large = 0;
     for (; is_digit(*p); p++, digits++) {
-        if (whole > max_ms) {
+        if (whole > max_ms || whole > (INT64_MAX - 9) / 10) {
             too_large = 1;
         } else {
             whole = whole * 10 + (*p - '0');
         }
     }
-    /* The fraction: keep 9 digits (a nanosecond of an hour is far below a millisecond), and
-     * check that any further ones are digits too. */
+    /* The fraction: at most 9 digits (a nanosecond of an hour is far below a millisecond).
+     * More are refused rather than dropped, which could turn a tiny duration into 0 ms. */
     int64_t frac = 0, frac_scale = 1;
     if (*p == '.') {
         p++;
         for (; is_digit(*p); p++, digits++) {
-            if (frac_scale < 1000000000) {
-                frac = frac * 10 + (*p - '0');
-                frac_scale *= 10;
+            if (frac_scale == 1000000000) {
+                *why = "has more than 9 digits after the decimal point";
+                return -1;
             }
+            frac = frac * 10 + (*p - '0');
+            frac_scale *= 10;
         }
     }
     if (digits == 0) {
