@@ -24,6 +24,35 @@
 #include <time.h>
 #include <unistd.h>
 
+/* hiredis 0.14 allocates an array reply's element table as soon as it reads the header, so a
+ * broken or hostile peer sending "*2147483647" costs 16 GB of calloc (and seconds to free). No
+ * reply dlock asks for has more than a few elements: refuse big ones, which hiredis reports as
+ * "Out of memory", a protocol error here. */
+#define MAX_ARRAY_ELEMENTS 1024
+
+static redisReplyObjectFunctions bounded_fns;
+static void *(*default_create_array)(const redisReadTask *, int);
+static pthread_once_t fns_once = PTHREAD_ONCE_INIT;
+
+static void *create_array_bounded(const redisReadTask *task, int elements) {
+    return elements > MAX_ARRAY_ELEMENTS ? NULL : default_create_array(task, elements);
+}
+
+static void init_fns(void) {
+    redisReader *r = redisReaderCreate();
+    if (r != NULL) {
+        bounded_fns = *r->fn;
+        redisReaderFree(r);
+    }
+    default_create_array = bounded_fns.createArray;
+    bounded_fns.createArray = create_array_bounded;
+}
+
+static redisReader *reader_new(void) {
+    pthread_once(&fns_once, init_fns);
+    return default_create_array != NULL ? redisReaderCreateWithFunctions(&bounded_fns) : NULL;
+}
+
 struct dlock__conn {
     int fd;
     SSL *ssl;
@@ -490,7 +519,7 @@ static int resp_connect(const dlock__config *cfg, dlock__conn **out) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
     c->fd = -1;
-    if ((c->reader = redisReaderCreate()) == NULL) {
+    if ((c->reader = reader_new()) == NULL) {
         free(c);
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
