@@ -212,7 +212,10 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * dlock_acquire_options.wait_ms); a waiting handle keeps one extra connection, subscribed to the
  * channel "dlock:grant:ID", until dlock_lock_free.
  * If a reply is lost to a broken connection, the call reconnects and checks whether its SET took
- * effect (GET id) before it reports anything, so it never reports an error for a lock it holds.
+ * effect (GET id) before it reports anything, so it does not report an error for a lock it holds;
+ * if Redis cannot be reached for that check either, the error message says so, and a lock the
+ * call may hold expires with its lease. A network error ends a blocking acquire at once (it is
+ * not retried until wait_ms), so "Redis is down" is never mistaken for "still waiting".
  * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
  * holds it after all attempts), or an error (EINVAL for bad options, EIO, ETIMEDOUT, ...).
  * A failed acquire leaves a token the handle already held untouched.

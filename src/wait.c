@@ -174,9 +174,14 @@ int dlock__lock_wait(dlock_lock *l, const char *token, size_t token_len, int64_t
                 sent_at = dlock__now_ms();
                 int again = wait_try(l, MODE_LEAVE, token, token_len, lease, fence, &pttl);
                 if (again != 1) {
-                    return rc < 0      ? dlock__err(rc, "%s", saved)
-                           : again < 0 ? again
-                                       : DLOCK_NOT_ACQUIRED;
+                    if (rc >= 0) {
+                        return again < 0 ? again : DLOCK_NOT_ACQUIRED;
+                    }
+                    return dlock__err(rc, "%s; %s", saved,
+                                      again == 0 ? "checked: this call does not hold the lock"
+                                                 : "could not check whether the lock was handed "
+                                                   "to this call (it then expires with its "
+                                                   "lease)");
                 }
                 rc = 1;
             }
