@@ -4,7 +4,7 @@ BUILD_ASAN  ?= build-asan
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup test check asan memcheck demo bench bench-peers install format clean help
+.PHONY: all setup test check asan memcheck fault fuzz demo bench bench-peers install format clean help
 
 all:
 	cmake -S . -B $(BUILD) -DDLOCK_WERROR=ON $(CMAKE_FLAGS)
@@ -28,6 +28,14 @@ asan:
 memcheck: all
 	./scripts/memcheck.sh $(BUILD)
 
+# Fault injection with the mutual-exclusion checker, libFuzzer runs and the load test (a few
+# minutes). The ASan build from `make asan` adds an ASan load run when present.
+fault: all
+	FAULT_ASAN_BUILD=$(wildcard $(BUILD_ASAN)) ./tests/fault/run.sh $(BUILD)
+
+fuzz:
+	./fuzz/run.sh build-fuzz
+
 demo: setup all
 	./demo/demo.sh $(BUILD)
 
@@ -42,14 +50,15 @@ install: all
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h tools/*.c tools/*.h tests/*.c tests/*.h \
-	    tests/*/*.c examples/*.c bench/*.c 2>/dev/null || true
+	    tests/*/*.c tests/*/*.h examples/*.c bench/*.c fuzz/*.c 2>/dev/null || true
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz
 
 help:
 	@echo "make demo      set up (Debian packages), build, and run the demo"
 	@echo "make test      build and run the test suite"
-	@echo "make check     test + ASan/UBSan + valgrind (what CI runs)"
+	@echo "make check     test + ASan/UBSan + valgrind"
+	@echo "make fault     fault injection, mutual-exclusion checker, fuzzing, load"
 	@echo "make bench     benchmarks (bounded, < 5 minutes)"
 	@echo "make install   install library, header, pkg-config file, CLI and man page"

@@ -1,0 +1,397 @@
+/* fault_worker: one contender of the mutual-exclusion check, or a deadline probe.
+ *
+ *   fault_worker worker -u URL -i ID -w N -s STATE -o LOG [options]
+ *   fault_worker probe  -u URL -o LOG -x STOPFILE [options]
+ *   fault_worker now                       prints CLOCK_MONOTONIC in microseconds
+ *
+ * worker: takes lock ID through the public API (dlock_lock_acquire with wait_ms and a token of
+ * its own choosing, so it can later ask Redis whether a failed call left the key holding it),
+ * then in the critical section does a read-modify-write of the counter in STATE (read, sleep,
+ * write +1) through the fenced storage model of fault_common.h, and logs its hold interval with
+ * the lease validity that dlock_lock_validity_ms reported. It stops after -n successful
+ * acquisitions or at the -D deadline. With -p, the listed hold numbers are paused with a real
+ * SIGSTOP (a child sends SIGCONT after -P ms) between the read and the write, so the lease runs
+ * out while the holder believes it holds the lock; it then writes, extends and releases. With
+ * -L N every N-th hold lasts a second (inside its lease) and shows the file STATE.longcs
+ * meanwhile, so the injector can kill Redis while a hold is in progress.
+ *
+ * probe: every 25 ms takes a fresh id with a single attempt (no waiting) and releases it, timing
+ * every call, until STOPFILE exists. A fresh id is never held by anyone, so the only honest
+ * answers are OK or an error: "not acquired" would be an error reported as contention.
+ *
+ * Every record is one line (fault_check reads them):
+ *   acq|pacq T0 T1 RC ORPHAN CLASS   a failed or successful acquire; ORPHAN: -1 not checked,
+ *                                    0 key not ours, 1 key held OUR token after the call failed,
+ *                                    2 could not check; CLASS: what dlock_errmsg said about the
+ *                                    lost reply: V verified-not-held, U unverifiable, N other
+ *   rel|prel|ext T0 T1 RC
+ *   hold W SEQ T0 START VALID_UNTIL END FENCE READ WRITE PAUSED   (T0: the acquire call began)
+ *   stale W SEQ EXT_RC REL_RC WRITE VALIDITY_MS   (a paused hold, after waking)
+ *   done W SUCCESSES ERRORS NOT_ACQUIRED */
+#include "dlock.h"
+#include "fault_common.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+typedef struct cfg {
+    const char *mode;
+    const char *url, *direct_url, *id, *state, *log, *stopfile;
+    int wid, cycles, fencing, connect_ms, command_ms, long_every;
+    int64_t lease_ms, wait_ms, cs_us, think_ms, deadline_s, pause_ms;
+    int pauses[16], npauses;
+} cfg;
+
+static FILE *wlog;
+static dlock_client *inspector; /* a second client, straight to Redis, for orphan checks */
+
+static void usage(void) {
+    fprintf(stderr, "usage: fault_worker worker|probe|now [-u URL] [-d DIRECT_URL] [-i ID] [-w N]\n"
+                    "  [-n CYCLES] [-l LEASE_MS] [-W WAIT_MS] [-f] [-c CS_US] [-t THINK_MS]\n"
+                    "  [-s STATE] [-o LOG] [-C CONNECT_MS] [-T COMMAND_MS] [-D DEADLINE_S]\n"
+                    "  [-p HOLD,HOLD,...] [-P PAUSE_MS] [-x STOPFILE] [-L EVERY]\n");
+    exit(2);
+}
+
+static int64_t num(const char *s) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0) {
+        usage();
+    }
+    return v;
+}
+
+static void parse(int argc, char **argv, cfg *c) {
+    *c = (cfg){.cycles = 200,
+               .lease_ms = 2000,
+               .wait_ms = 10000,
+               .cs_us = 2000,
+               .think_ms = 5,
+               .connect_ms = 1000,
+               .command_ms = 500,
+               .deadline_s = 240,
+               .pause_ms = 3000};
+    if (argc < 2) {
+        usage();
+    }
+    c->mode = argv[1];
+    int opt;
+    optind = 2;
+    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:")) != -1) {
+        switch (opt) {
+        case 'u':
+            c->url = optarg;
+            break;
+        case 'd':
+            c->direct_url = optarg;
+            break;
+        case 'i':
+            c->id = optarg;
+            break;
+        case 'w':
+            c->wid = (int)num(optarg);
+            break;
+        case 'n':
+            c->cycles = (int)num(optarg);
+            break;
+        case 'l':
+            c->lease_ms = num(optarg);
+            break;
+        case 'W':
+            c->wait_ms = num(optarg);
+            break;
+        case 'f':
+            c->fencing = 1;
+            break;
+        case 'c':
+            c->cs_us = num(optarg);
+            break;
+        case 't':
+            c->think_ms = num(optarg);
+            break;
+        case 's':
+            c->state = optarg;
+            break;
+        case 'o':
+            c->log = optarg;
+            break;
+        case 'C':
+            c->connect_ms = (int)num(optarg);
+            break;
+        case 'T':
+            c->command_ms = (int)num(optarg);
+            break;
+        case 'D':
+            c->deadline_s = num(optarg);
+            break;
+        case 'p':
+            for (char *tok = strtok(optarg, ","); tok != NULL && c->npauses < 16;
+                 tok = strtok(NULL, ",")) {
+                c->pauses[c->npauses++] = (int)num(tok);
+            }
+            break;
+        case 'P':
+            c->pause_ms = num(optarg);
+            break;
+        case 'x':
+            c->stopfile = optarg;
+            break;
+        case 'L':
+            c->long_every = (int)num(optarg);
+            break;
+        default:
+            usage();
+        }
+    }
+    if (c->direct_url == NULL) {
+        c->direct_url = c->url;
+    }
+}
+
+static dlock_client *open_client(const cfg *c, const char *url, int64_t give_up_us) {
+    dlock_client_options o = {.connect_timeout_ms = c->connect_ms,
+                              .command_timeout_ms = c->command_ms};
+    for (;;) {
+        dlock_client *cl;
+        int rc = dlock_client_open(&cl, url, &o);
+        if (rc == DLOCK_OK) {
+            return cl;
+        }
+        if (fault_now_us() > give_up_us) {
+            fprintf(stderr, "fault_worker: cannot open %s: %s\n", url, dlock_errmsg());
+            exit(1);
+        }
+        fault_sleep_us(50000);
+    }
+}
+
+/* Did a call that failed leave the key holding `token`? Asked on the direct client, retried
+ * for a while if Redis is down. 0 no, 1 yes, 2 could not tell. */
+static int orphan_check(const cfg *c, const char *id, const char *token) {
+    int64_t give_up = fault_now_us() + 3000000;
+    for (;;) {
+        dlock_lock_info info;
+        if (dlock_lock_inspect(inspector, id, token, &info) == DLOCK_OK) {
+            return info.token_matches ? 1 : 0;
+        }
+        if (fault_now_us() > give_up) {
+            return 2;
+        }
+        (void)c;
+        fault_sleep_us(50000);
+    }
+}
+
+static char classify(int rc) {
+    if (rc >= 0) {
+        return '-';
+    }
+    const char *m = dlock_errmsg();
+    if (strstr(m, "does not hold") != NULL) {
+        return 'V';
+    }
+    if (strstr(m, "could not check") != NULL) {
+        return 'U';
+    }
+    return 'N';
+}
+
+static int is_pause(const cfg *c, int hold) {
+    for (int i = 0; i < c->npauses; i++) {
+        if (c->pauses[i] == hold) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A real SIGSTOP of this process for pause_ms: a child wakes us with SIGCONT. */
+static void pause_self(int64_t pause_ms) {
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+        fault_sleep_us(pause_ms * 1000);
+        kill(parent, SIGCONT);
+        _exit(0);
+    }
+    if (child > 0) {
+        raise(SIGSTOP);
+        waitpid(child, NULL, 0);
+    }
+}
+
+static int run_worker(const cfg *c) {
+    if (c->url == NULL || c->id == NULL || c->state == NULL) {
+        usage();
+    }
+    int64_t start = fault_now_us(), deadline = start + c->deadline_s * 1000000;
+    dlock_client *cl = open_client(c, c->url, start + 10000000);
+    inspector = open_client(c, c->direct_url, start + 10000000);
+    dlock_lock_options lo = {.lease_ms = c->lease_ms, .fencing = c->fencing};
+    dlock_lock *lock;
+    if (dlock_lock_new(&lock, cl, c->id, &lo) != DLOCK_OK) {
+        fprintf(stderr, "fault_worker: lock_new: %s\n", dlock_errmsg());
+        return 1;
+    }
+    unsigned seed = (unsigned)getpid() ^ (unsigned)start;
+    int succ = 0, errors = 0, notacq = 0;
+    for (int seq = 1; succ < c->cycles && fault_now_us() < deadline; seq++) {
+        char token[64];
+        snprintf(token, sizeof token, "w%d-%d-%d", c->wid, (int)getpid(), seq);
+        dlock_acquire_options ao = {.wait_ms = c->wait_ms, .token = token};
+        int64_t t0 = fault_now_us();
+        int rc = dlock_lock_acquire(lock, &ao);
+        int64_t t1 = fault_now_us();
+        if (rc != DLOCK_OK) {
+            char cls = classify(rc);
+            if (rc < 0) {
+                fprintf(stderr, "fault_worker %d: acquire: %s\n", c->wid, dlock_errmsg());
+            }
+            int orphan = orphan_check(c, c->id, token);
+            fprintf(wlog, "acq %" PRId64 " %" PRId64 " %d %d %c\n", t0, t1, rc, orphan, cls);
+            if (rc < 0) {
+                errors++;
+                fault_sleep_us(20000); /* do not spin while Redis is away */
+            } else {
+                notacq++;
+            }
+            fflush(wlog);
+            continue;
+        }
+        fprintf(wlog, "acq %" PRId64 " %" PRId64 " 0 -1 -\n", t0, t1);
+        int64_t validity = dlock_lock_validity_ms(lock);
+        int64_t valid_until = fault_now_us() + validity * 1000;
+        int64_t fence = dlock_lock_fencing_token(lock);
+        int hold = succ + 1, paused = is_pause(c, hold);
+
+        /* The critical section: read, (pause), work, write back + 1. */
+        int64_t value = 0;
+        int rd = fault_storage_access(c->state, 0, fence, &value), wr = -1;
+        if (paused) {
+            pause_self(c->pause_ms);
+        }
+        /* Every -L'th hold works for a second, inside its lease, with a marker file that tells
+         * the fault injector "kill Redis now": a data loss then lands mid-hold. */
+        int is_long = c->long_every > 0 && hold % c->long_every == 0;
+        char marker[4096];
+        snprintf(marker, sizeof marker, "%s.longcs", c->state);
+        if (rd == 1 && is_long) {
+            fclose(fopen(marker, "w"));
+            fault_sleep_us(1000000);
+            unlink(marker);
+        }
+        if (rd == 1) {
+            fault_sleep_us(c->cs_us);
+            value++;
+            wr = fault_storage_access(c->state, 1, fence, &value);
+        }
+        int64_t end = fault_now_us();
+        if (rd < 0 || (rd == 1 && wr < 0)) {
+            fprintf(stderr, "fault_worker: storage I/O error on %s\n", c->state);
+            return 1;
+        }
+        fprintf(wlog,
+                "hold %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %d %d %d\n",
+                c->wid, seq, t0, t1, valid_until, end, fence, rd, wr, paused);
+
+        int ext = 0;
+        int64_t stale_validity = paused ? dlock_lock_validity_ms(lock) : 0;
+        if (paused) {
+            t0 = fault_now_us();
+            ext = dlock_lock_extend(lock, 100);
+            fprintf(wlog, "ext %" PRId64 " %" PRId64 " %d\n", t0, fault_now_us(), ext);
+        }
+        t0 = fault_now_us();
+        int rel = dlock_lock_release(lock);
+        fprintf(wlog, "rel %" PRId64 " %" PRId64 " %d\n", t0, fault_now_us(), rel);
+        if (rel < 0) {
+            fprintf(stderr, "fault_worker %d: release: %s\n", c->wid, dlock_errmsg());
+            errors++;
+        }
+        if (paused) {
+            fprintf(wlog, "stale %d %d %d %d %d %" PRId64 "\n", c->wid, seq, ext, rel, wr,
+                    stale_validity);
+        }
+        fflush(wlog);
+        succ++;
+        if (c->think_ms > 0) {
+            fault_sleep_us((int64_t)(rand_r(&seed) % (unsigned)(c->think_ms * 1000 + 1)));
+        }
+    }
+    fprintf(wlog, "done %d %d %d %d\n", c->wid, succ, errors, notacq);
+    dlock_lock_free(lock);
+    dlock_client_close(inspector);
+    dlock_client_close(cl);
+    return succ == c->cycles ? 0 : 3;
+}
+
+static int run_probe(const cfg *c) {
+    if (c->url == NULL || c->stopfile == NULL) {
+        usage();
+    }
+    int64_t start = fault_now_us(), deadline = start + c->deadline_s * 1000000;
+    dlock_client *cl = open_client(c, c->url, start + 10000000);
+    inspector = open_client(c, c->direct_url, start + 10000000);
+    dlock_lock_options lo = {.lease_ms = c->lease_ms, .attempts = 1, .fencing = c->fencing};
+    struct stat st;
+    for (int n = 1; stat(c->stopfile, &st) != 0 && fault_now_us() < deadline; n++) {
+        char id[64], token[64];
+        snprintf(id, sizeof id, "dlock-fault:probe:%d:%d", (int)getpid(), n);
+        snprintf(token, sizeof token, "p-%d-%d", (int)getpid(), n);
+        dlock_lock *lock;
+        if (dlock_lock_new(&lock, cl, id, &lo) != DLOCK_OK) {
+            return 1;
+        }
+        dlock_acquire_options ao = {.token = token};
+        int64_t t0 = fault_now_us();
+        int rc = dlock_lock_acquire(lock, &ao);
+        int64_t t1 = fault_now_us();
+        if (rc == DLOCK_OK) {
+            fprintf(wlog, "pacq %" PRId64 " %" PRId64 " 0 -1 -\n", t0, t1);
+            t0 = fault_now_us();
+            int rel = dlock_lock_release(lock);
+            fprintf(wlog, "prel %" PRId64 " %" PRId64 " %d\n", t0, fault_now_us(), rel);
+        } else {
+            char cls = classify(rc);
+            int orphan = orphan_check(c, id, token);
+            fprintf(wlog, "pacq %" PRId64 " %" PRId64 " %d %d %c\n", t0, t1, rc, orphan, cls);
+        }
+        fflush(wlog);
+        dlock_lock_free(lock);
+        fault_sleep_us(25000);
+    }
+    dlock_client_close(inspector);
+    dlock_client_close(cl);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    cfg c;
+    if (argc >= 2 && strcmp(argv[1], "now") == 0) {
+        printf("%" PRId64 "\n", fault_now_us());
+        return 0;
+    }
+    parse(argc, argv, &c);
+    if (c.log == NULL) {
+        usage();
+    }
+    if ((wlog = fopen(c.log, "a")) == NULL) {
+        perror(c.log);
+        return 1;
+    }
+    int rc;
+    if (strcmp(c.mode, "worker") == 0) {
+        rc = run_worker(&c);
+    } else if (strcmp(c.mode, "probe") == 0) {
+        rc = run_probe(&c);
+    } else {
+        usage();
+        rc = 2;
+    }
+    fclose(wlog);
+    return rc;
+}
