@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,11 @@ struct dlock__conn {
     int fd;
     SSL *ssl;
     redisReader *reader;
+    /* After connecting, the socket is blocking with SO_RCVTIMEO/SO_SNDTIMEO, so a command costs
+     * one send and one recv, with no poll before the recv. timeo_ms is the timeout set now; it is
+     * lowered for a call whose deadline is nearer (see arm). */
+    int blocking;
+    int64_t timeo_ms, default_timeo_ms;
 };
 
 /* ---- socket setup ---- */
@@ -147,6 +153,41 @@ static int open_tcp(const dlock__config *cfg, int64_t deadline, int *out) {
 
 /* ---- raw I/O with deadlines ---- */
 
+static void set_timeouts(dlock__conn *c, int64_t ms) {
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    c->timeo_ms = ms;
+}
+
+/* Makes a blocking socket's timeouts end by `deadline`, give or take a small tolerance, with no
+ * system call in the common case (the deadline is command_timeout_ms away, as last time).
+ * Returns DLOCK_ETIMEDOUT if the deadline has passed. */
+static int arm(dlock__conn *c, int64_t deadline) {
+    int64_t left = deadline - dlock__now_ms();
+    if (left <= 0) {
+        return DLOCK_ETIMEDOUT;
+    }
+    if (c->blocking) {
+        int64_t want = left < c->default_timeo_ms ? left : c->default_timeo_ms;
+        int64_t tol = c->default_timeo_ms / 10 < 50 ? c->default_timeo_ms / 10 : 50;
+        if (c->timeo_ms > left + tol || c->timeo_ms < want / 2) {
+            set_timeouts(c, want > 0 ? want : 1);
+        }
+    }
+    return DLOCK_OK;
+}
+
+/* After the connection is set up: switch to blocking I/O with the command timeout. */
+static void go_blocking(dlock__conn *c, int64_t timeout_ms) {
+    int fl = fcntl(c->fd, F_GETFL);
+    if (fl >= 0 && fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) == 0) {
+        c->blocking = 1;
+        c->default_timeo_ms = timeout_ms;
+        set_timeouts(c, timeout_ms);
+    }
+}
+
 /* OpenSSL writes with write(2), which raises SIGPIPE on a connection the server closed and would
  * kill a program that did not ignore it. Plain sockets use MSG_NOSIGNAL; around TLS calls the
  * signal is blocked for this thread and a SIGPIPE that they raised is consumed (libcurl's way). */
@@ -188,6 +229,9 @@ static int write_all(dlock__conn *c, const char *buf, size_t len, int64_t deadli
     while (len > 0) {
         ssize_t n;
         short want = POLLOUT;
+        if (arm(c, deadline) != DLOCK_OK) {
+            return dlock__err(DLOCK_ETIMEDOUT, "could not send within the command deadline");
+        }
         if (c->ssl != NULL) {
             ERR_clear_error();
             sigpipe_guard g;
@@ -228,14 +272,22 @@ static int write_all(dlock__conn *c, const char *buf, size_t len, int64_t deadli
 /* Reads what is available (waiting for at least one byte) into the reader. */
 static int read_some(dlock__conn *c, int64_t deadline) {
     char buf[16384];
-    /* A reply is rarely there the instant a request has gone out: on a plain socket, wait first
-     * and read once (2 system calls), instead of a recv that fails with EAGAIN (3). With no time
-     * left (draining pub/sub messages), just try the read. */
-    if (c->ssl == NULL && deadline > dlock__now_ms() &&
-        dlock__poll_fd(c->fd, POLLIN, deadline) != DLOCK_OK) {
+    if (deadline <= dlock__now_ms()) {
+        /* No time left (draining pub/sub messages): read only what is already there. */
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if ((c->ssl == NULL || SSL_pending(c->ssl) == 0) && poll(&p, 1, 0) <= 0) {
+            return DLOCK_ETIMEDOUT;
+        }
+    } else if (!c->blocking && c->ssl == NULL &&
+               dlock__poll_fd(c->fd, POLLIN, deadline) != DLOCK_OK) {
+        /* While connecting the socket is non-blocking: a reply is rarely there the instant a
+         * request has gone out, so wait first and read once. */
         return io_error(c, deadline, "waiting for a reply");
     }
     for (;;) {
+        if (deadline > dlock__now_ms() && arm(c, deadline) != DLOCK_OK) {
+            return io_error(c, deadline, "waiting for a reply");
+        }
         ssize_t n;
         short want = POLLIN;
         if (c->ssl != NULL) {
@@ -411,12 +463,15 @@ static int resp_alive(dlock__conn *c) {
     }
     if (c->ssl != NULL && (p.revents & (POLLERR | POLLHUP)) == 0) {
         /* A readable TLS socket may hold only a protocol record (a session ticket): peek to
-         * tell that from a close_notify or stray application data. */
+         * tell that from a close_notify or stray application data, without blocking. */
         char b;
+        int fl = fcntl(c->fd, F_GETFL);
+        fcntl(c->fd, F_SETFL, fl | O_NONBLOCK);
         ERR_clear_error();
         int r = SSL_peek(c->ssl, &b, 1);
         int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
         ERR_clear_error();
+        fcntl(c->fd, F_SETFL, fl);
         return r <= 0 && e == SSL_ERROR_WANT_READ;
     }
     /* An idle connection has nothing to read: readable means EOF (CLIENT KILL, server restart,
@@ -540,6 +595,7 @@ static int resp_connect(const dlock__config *cfg, dlock__conn **out) {
         resp_close(c);
         return rc;
     }
+    go_blocking(c, cfg->command_timeout_ms);
     *out = c;
     return DLOCK_OK;
 }
