@@ -51,6 +51,15 @@ int64_t dlock__add_sat(int64_t a, int64_t b);
  * Returns DLOCK_OK, DLOCK_ETIMEDOUT, or DLOCK_EIO (poll failed). No message is set. */
 int dlock__poll_fd(int fd, short events, int64_t deadline_ms);
 
+/* ---- resolve.c ---- */
+
+struct addrinfo;
+/* Resolves host:port (TCP) before deadline_ms. Returns DLOCK_OK with *out (freeaddrinfo it),
+ * DLOCK_ECONNECT with the getaddrinfo code in *gai_rc, DLOCK_ETIMEDOUT, ENOMEM or ESYS. No
+ * message is set. */
+int dlock__resolve(const char *host, int port, int64_t deadline_ms, struct addrinfo **out,
+                   int *gai_rc);
+
 /* ---- token.c ---- */
 
 /* Writes a lowercase UUID v4 (36 chars + NUL) from getrandom. Returns DLOCK_OK or ESYS. */

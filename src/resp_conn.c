@@ -114,18 +114,23 @@ static int open_unix(const dlock__config *cfg, int64_t deadline, int *out) {
     return DLOCK_OK;
 }
 
-/* Name resolution uses getaddrinfo, whose time is bounded by the resolver's own timeout
- * (resolv.conf), not by connect_timeout_ms; numeric addresses never touch the resolver. */
 static int open_tcp(const dlock__config *cfg, int64_t deadline, int *out) {
-    char port[16];
-    snprintf(port, sizeof port, "%d", cfg->url.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int g = getaddrinfo(cfg->url.host, port, &hints, &res);
-    if (g != 0) {
-        return dlock__err(DLOCK_ECONNECT, "%s: cannot resolve host '%s': %s", cfg->display,
-                          cfg->url.host, gai_strerror(g));
+    struct addrinfo *res = NULL;
+    int g = 0;
+    int rc = dlock__resolve(cfg->url.host, cfg->url.port, deadline, &res, &g);
+    if (rc == DLOCK_ETIMEDOUT) {
+        return dlock__err(rc, "%s: resolving host '%s' took longer than connect_timeout_ms (%d ms)",
+                          cfg->display, cfg->url.host, cfg->connect_timeout_ms);
     }
-    int rc = -ECONNREFUSED;
+    if (rc == DLOCK_ECONNECT) {
+        return dlock__err(rc, "%s: cannot resolve host '%s': %s", cfg->display, cfg->url.host,
+                          gai_strerror(g));
+    }
+    if (rc != DLOCK_OK) {
+        return dlock__err(rc, "%s: cannot resolve host '%s': %s", cfg->display, cfg->url.host,
+                          rc == DLOCK_ENOMEM ? "out of memory" : "cannot start a thread");
+    }
+    rc = -ECONNREFUSED;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         int fd =
             socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);

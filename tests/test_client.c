@@ -32,6 +32,18 @@ static void test_plain_tcp(void **state) {
     dlock_client_close(c);
 }
 
+/* A host name goes through the resolver (on a thread, so it obeys connect_timeout_ms); the
+ * server only listens on 127.0.0.1, which localhost may resolve to after ::1. */
+static void test_host_name(void **state) {
+    (void)state;
+    char url[64];
+    snprintf(url, sizeof url, "redis://localhost:%s", dlt_env_require("DLOCK_TEST_PORT"));
+    dlock_client *c = dlt_open(url, NULL);
+    assert_non_null(strstr(dlock_client_server(c), "localhost"));
+    roundtrip(c);
+    dlock_client_close(c);
+}
+
 static void test_unix_socket(void **state) {
     (void)state;
     dlock_client *c = dlt_open(dlt_env_require("DLOCK_TEST_UNIX"), NULL);
@@ -425,6 +437,7 @@ static void test_close_releases_connections(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_tcp),
+        cmocka_unit_test(test_host_name),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_select_db_tcp),
         cmocka_unit_test(test_select_db_unix),
