@@ -29,6 +29,9 @@ static void free_secret(char *s) {
 
 static void config_free(dlock__config *cfg) {
     dlock__tls_ctx_free(cfg);
+#ifdef DLOCK_HAVE_REST
+    dlock__rest_shared_free(cfg);
+#endif
     dlock__url_free(&cfg->url);
     free(cfg->username);
     free_secret(cfg->password);
@@ -110,7 +113,7 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
                           "available in this build; use redis://, rediss:// or unix://",
                           cfg->display);
 #else
-        return DLOCK_OK; /* libcurl does TLS for REST; no SSL_CTX of ours */
+        return dlock__rest_shared_new(cfg); /* libcurl does TLS for REST: no SSL_CTX of ours */
 #endif
     }
     if (u->scheme == DLOCK__SCHEME_REDISS && (rc = dlock__tls_ctx_new(cfg)) != DLOCK_OK) {

@@ -130,9 +130,10 @@ typedef struct dlock__config {
     char *username, *password; /* effective credentials (options override URL) */
     char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
     int tls_insecure;
-    char *rest_token; /* Upstash REST bearer token; never printed */
-    void *tls_ctx;    /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
-    char *display;    /* "redis://host:port/db", no secrets; used as the message prefix */
+    char *rest_token;                       /* Upstash REST bearer token; never printed */
+    struct dlock__rest_shared *rest_shared; /* REST: state all connections share (rest.c) */
+    void *tls_ctx; /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
+    char *display; /* "redis://host:port/db", no secrets; used as the message prefix */
 } dlock__config;
 
 /* ---- transport.h-style table: how a connection talks to its server ---- */
@@ -160,6 +161,10 @@ typedef struct dlock__transport {
 extern const dlock__transport dlock__resp_transport;
 #ifdef DLOCK_HAVE_REST
 extern const dlock__transport dlock__rest_transport; /* rest.c: Upstash REST over libcurl */
+typedef struct dlock__rest_shared dlock__rest_shared;
+/* Makes / frees cfg->rest_shared, the read-your-writes token of one client. */
+int dlock__rest_shared_new(dlock__config *cfg);
+void dlock__rest_shared_free(dlock__config *cfg);
 #endif
 
 /* ---- tls.c ---- */

@@ -51,52 +51,27 @@ static void global_init(void) {
  * only once the replica answering it has seen those writes. A dlock client spreads its requests
  * over pooled connections, so a token kept per connection would let a GET on one connection miss
  * a SET made on another (lock status right after acquire, the debounce GET after INCR). So the
- * token lives per client, found by the client's config pointer, which is stable for the client's
- * life. An entry lives while a connection of the client does; when the last one closes the
- * token is dropped, which only costs the next request its wait-for-sync. */
+ * token lives in the client's config, made and freed with the client. */
 
-typedef struct sync_slot {
-    struct sync_slot *next;
-    const dlock__config *cfg;
-    int refs;
+struct dlock__rest_shared {
+    pthread_mutex_t mu;
     char token[SYNC_MAX];
-} sync_slot;
+};
 
-static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
-static sync_slot *sync_slots;
-
-static sync_slot *sync_ref(const dlock__config *cfg) {
-    pthread_mutex_lock(&sync_mu);
-    sync_slot *s = sync_slots;
-    while (s != NULL && s->cfg != cfg) {
-        s = s->next;
+int dlock__rest_shared_new(dlock__config *cfg) {
+    if ((cfg->rest_shared = calloc(1, sizeof *cfg->rest_shared)) == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    if (s == NULL && (s = calloc(1, sizeof *s)) != NULL) {
-        s->cfg = cfg;
-        s->next = sync_slots;
-        sync_slots = s;
-    }
-    if (s != NULL) {
-        s->refs++;
-    }
-    pthread_mutex_unlock(&sync_mu);
-    return s;
+    pthread_mutex_init(&cfg->rest_shared->mu, NULL);
+    return DLOCK_OK;
 }
 
-static void sync_unref(sync_slot *s) {
-    if (s == NULL) {
-        return;
+void dlock__rest_shared_free(dlock__config *cfg) {
+    if (cfg->rest_shared != NULL) {
+        pthread_mutex_destroy(&cfg->rest_shared->mu);
+        free(cfg->rest_shared);
+        cfg->rest_shared = NULL;
     }
-    pthread_mutex_lock(&sync_mu);
-    if (--s->refs == 0) {
-        sync_slot **pp = &sync_slots;
-        while (*pp != s) {
-            pp = &(*pp)->next;
-        }
-        *pp = s->next;
-        free(s);
-    }
-    pthread_mutex_unlock(&sync_mu);
 }
 
 /* ---- one connection ---- */
@@ -129,7 +104,7 @@ typedef struct buf {
 struct dlock__conn {
     const dlock__config *cfg;
     CURL *h;
-    sync_slot *sync;
+    dlock__rest_shared *sync;   /* the client's, never NULL */
     char *url;                  /* base URL (with tls_server_name as host, if set) */
     char *url_pipeline;         /* url + "/pipeline" */
     struct curl_slist *headers; /* fixed headers; the Authorization one is a secret */
@@ -554,12 +529,12 @@ static int post(dlock__conn *c, const char *url, const char *body, int64_t deadl
     struct curl_slist first = {synchdr, c->headers};
     struct curl_slist *headers = c->headers;
     if (c->sync != NULL) {
-        pthread_mutex_lock(&sync_mu);
+        pthread_mutex_lock(&c->sync->mu);
         if (c->sync->token[0] != '\0') {
             snprintf(synchdr, sizeof synchdr, "upstash-sync-token: %s", c->sync->token);
             headers = &first;
         }
-        pthread_mutex_unlock(&sync_mu);
+        pthread_mutex_unlock(&c->sync->mu);
     }
     long connect_ms = c->cfg->connect_timeout_ms < left ? c->cfg->connect_timeout_ms : (long)left;
     curl_easy_setopt(c->h, CURLOPT_URL, url);
@@ -579,10 +554,10 @@ static int post(dlock__conn *c, const char *url, const char *body, int64_t deadl
     curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, status);
     if (*status >= 200 && *status < 300 && c->sync != NULL) {
         /* As @upstash/redis: every 2xx replaces the token, with "" when the header is absent. */
-        pthread_mutex_lock(&sync_mu);
+        pthread_mutex_lock(&c->sync->mu);
         snprintf(c->sync->token, sizeof c->sync->token, "%s",
                  c->resp_sync_seen ? c->resp_sync : "");
-        pthread_mutex_unlock(&sync_mu);
+        pthread_mutex_unlock(&c->sync->mu);
     }
     return DLOCK_OK;
 }
@@ -686,7 +661,6 @@ static void rest_close(dlock__conn *c) {
     }
     curl_slist_free_all(c->headers);
     curl_slist_free_all(c->connect_to);
-    sync_unref(c->sync);
     free(c->url);
     free(c->url_pipeline);
     free(c->body.data);
@@ -853,9 +827,7 @@ static int rest_connect(const dlock__config *cfg, dlock__conn **out) {
     }
     c->cfg = cfg;
     int rc = setup_handle(cfg, c);
-    if (rc == DLOCK_OK && (c->sync = sync_ref(cfg)) == NULL) {
-        rc = dlock__err(DLOCK_ENOMEM, "out of memory");
-    }
+    c->sync = cfg->rest_shared;
     if (rc == DLOCK_OK) {
         rc = handshake(cfg, c);
     } else {
