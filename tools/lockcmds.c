@@ -206,6 +206,33 @@ static int adopt(dlock_client *client, const char *id, const char *token, dlock_
     return rc;
 }
 
+/* release (extend_ms == 0) or extend the lock `id` held with `token`; the exit code. */
+static int with_token(cli_common *common, const char *cmd, const char *id, const char *token,
+                      int64_t extend_ms) {
+    dlock_client *client;
+    dlock_lock *lock = NULL;
+    int ex = cli_connect(common, &client);
+    if (ex != 0) {
+        return ex;
+    }
+    int rc = adopt(client, id, token, &lock);
+    if (rc == DLOCK_OK) {
+        rc = extend_ms > 0 ? dlock_lock_extend(lock, extend_ms) : dlock_lock_release(lock);
+    }
+    if (rc == DLOCK_NOT_HELD) {
+        if (!common->quiet) {
+            cli_error("lock '%s' is not held with this token (it expired or another holder has it)",
+                      id);
+        }
+        ex = CLI_EX_CONFLICT;
+    } else if (rc < 0) {
+        ex = cli_fail(rc, cmd);
+    }
+    dlock_lock_free(lock);
+    dlock_client_close(client);
+    return ex;
+}
+
 int cmd_release(int argc, char **argv, cli_common *common) {
     int ex = parse_simple(argc, argv, common, "release", release_help);
     if (ex != 0) {
@@ -221,27 +248,7 @@ int cmd_release(int argc, char **argv, cli_common *common) {
     if ((ex = cli_check_id("release", id)) != 0 || token == NULL) {
         return ex != 0 ? ex : CLI_EX_USAGE;
     }
-    dlock_client *client;
-    dlock_lock *lock = NULL;
-    if ((ex = cli_connect(common, &client)) != 0) {
-        return ex;
-    }
-    int rc = adopt(client, id, token, &lock);
-    if (rc == DLOCK_OK) {
-        rc = dlock_lock_release(lock);
-    }
-    if (rc == DLOCK_NOT_HELD) {
-        if (!common->quiet) {
-            cli_error("lock '%s' is not held with this token (it expired or another holder has it)",
-                      id);
-        }
-        ex = CLI_EX_CONFLICT;
-    } else if (rc < 0) {
-        ex = cli_fail(rc, "release");
-    }
-    dlock_lock_free(lock);
-    dlock_client_close(client);
-    return ex;
+    return with_token(common, "release", id, token, 0);
 }
 
 int cmd_extend(int argc, char **argv, cli_common *common) {
@@ -264,25 +271,5 @@ int cmd_extend(int argc, char **argv, cli_common *common) {
     if (token == NULL) {
         return CLI_EX_USAGE;
     }
-    dlock_client *client;
-    dlock_lock *lock = NULL;
-    if ((ex = cli_connect(common, &client)) != 0) {
-        return ex;
-    }
-    int rc = adopt(client, id, token, &lock);
-    if (rc == DLOCK_OK) {
-        rc = dlock_lock_extend(lock, ms);
-    }
-    if (rc == DLOCK_NOT_HELD) {
-        if (!common->quiet) {
-            cli_error("lock '%s' is not held with this token (it expired or another holder has it)",
-                      id);
-        }
-        ex = CLI_EX_CONFLICT;
-    } else if (rc < 0) {
-        ex = cli_fail(rc, "extend");
-    }
-    dlock_lock_free(lock);
-    dlock_client_close(client);
-    return ex;
+    return with_token(common, "extend", id, token, ms);
 }
