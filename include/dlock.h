@@ -24,6 +24,8 @@
  * - Thread-safety: a dlock_client may be shared by any number of threads. A dlock_lock or
  *   dlock_debounce handle may be used by one thread at a time (callers serialise); distinct
  *   handles on one client may be used concurrently.
+ * - Processes: a client, lock or debounce made before fork() belongs to the parent; a child
+ *   opens its own client (the connections and library threads are not the child's).
  */
 #ifndef DLOCK_H
 #define DLOCK_H
