@@ -17,8 +17,45 @@
 typedef struct own_redis {
     int port;
     pid_t pid;
+    pid_t gateway_pid; /* REST runs: a gateway of its own in front of it */
     char url[64];
 } own_redis;
+
+/* In the REST variant of the suite, clients reach the private server through a gateway of its
+ * own, so that killing or freezing the server is what the REST transport meets too. */
+static void own_gateway(own_redis *r) {
+    const char *gw = getenv("DLOCK_TEST_GATEWAY");
+    const char *token = getenv("DLOCK_TEST_REST_TOKEN");
+    if (!dlt_transport_is_rest() || gw == NULL || token == NULL) {
+        return;
+    }
+    char redis[32], portfile[256];
+    snprintf(redis, sizeof redis, "127.0.0.1:%d", r->port);
+    snprintf(portfile, sizeof portfile, "%s/safety-gw-%d.port",
+             getenv("DLOCK_TEST_SCRATCH") != NULL ? getenv("DLOCK_TEST_SCRATCH") : "/tmp",
+             (int)getpid());
+    unlink(portfile);
+    const char *argv[] = {gw,       "--redis", redis,         "--token", token,
+                          "--port", "0",       "--port-file", portfile,  NULL};
+    r->gateway_pid = dlt_spawn(argv);
+    assert_true(r->gateway_pid > 0);
+    int port = 0;
+    for (int i = 0; i < 200 && port == 0; i++) {
+        FILE *f = fopen(portfile, "r");
+        if (f != NULL) {
+            if (fscanf(f, "%d", &port) != 1) {
+                port = 0;
+            }
+            fclose(f);
+        }
+        if (port == 0) {
+            dlt_sleep_ms(10);
+        }
+    }
+    unlink(portfile);
+    assert_true(port > 0);
+    snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d", port);
+}
 
 static void own_start(own_redis *r, int port) {
     char portarg[16];
@@ -32,6 +69,7 @@ static void own_start(own_redis *r, int port) {
     assert_true(r->pid > 0);
     assert_true(dlt_wait_for_redis(port, NULL, 10000));
     snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", port);
+    own_gateway(r);
 }
 
 static void own_kill(own_redis *r) {
@@ -39,6 +77,11 @@ static void own_kill(own_redis *r) {
         kill(r->pid, SIGKILL);
         waitpid(r->pid, NULL, 0);
         r->pid = 0;
+    }
+    if (r->gateway_pid > 0) {
+        kill(r->gateway_pid, SIGKILL);
+        waitpid(r->gateway_pid, NULL, 0);
+        r->gateway_pid = 0;
     }
 }
 

@@ -317,6 +317,10 @@ scenario() {
     for i in "${WPIDS[@]}"; do
         wait "$i" 2>/dev/null
     done
+    # The checker requires the probe's last calls to succeed: give it half a second (about 20
+    # calls) after the injector has cleared its faults, so that a fault armed just before the
+    # end cannot be the one its last calls meet.
+    sleep 0.5
     touch "$DIR/stop"
     wait "$probe" 2>/dev/null
     [ -n "$proxy_pid" ] && stop_pid "$proxy_pid"
