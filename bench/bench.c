@@ -1684,10 +1684,10 @@ int main(int argc, char **argv) {
         if (mode_on("debounce")) {
             mode_debounce(url);
         }
-        if (mode_on("contend") && !rest) { /* REST: one HTTP request per poll; not meaningful */
+        if (mode_on("contend")) { /* REST cannot subscribe: its waiters poll (no raw limit) */
             mode_contend(url);
         }
-        if (mode_on("keys") && !rest) {
+        if (mode_on("keys") && !rest) { /* needs a raw client to fill the keyspace */
             mode_keys(url);
         }
     }
