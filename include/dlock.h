@@ -145,7 +145,8 @@ typedef struct dlock_lock dlock_lock;
 #define DLOCK_LOST_MAX_HOLD 3 /* max_hold_ms was reached; renewal stopped and the lease ran out */
 
 /* Called once, on the renewal thread, when an auto-renewed lock is lost. The lock's status then
- * reports FREE without a round trip. Do not free the lock from inside the callback. */
+ * reports FREE without a round trip. The callback may call status, release and the accessors;
+ * acquire and adopt return DLOCK_ESTATE there, and freeing the lock there is not allowed. */
 typedef void (*dlock_lock_lost_fn)(dlock_lock *lock, int reason, void *userdata);
 
 /* Called on the renewal thread when a renewal failed (rc < 0, msg names the cause) but the lease
@@ -225,7 +226,8 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
 DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *options);
 
 /* Releases the lock if this handle's token still holds it (atomic Lua check-and-delete). After an
- * error (Redis unreachable, ...) the handle keeps its token, so the call can be retried. If a
+ * error (Redis unreachable, ...) the handle keeps its token, so the call can be retried; if the
+ * message says the release may have taken effect, a retry's NOT_HELD means just that. If a
  * dlock handle waits for the id (wait_ms), the lock passes straight to the first live waiter
  * instead of being deleted, in the same script; that waiter's lease and fencing token apply.
  * Returns DLOCK_OK (deleted), DLOCK_NOT_HELD (not acquired by this handle, expired, or taken by

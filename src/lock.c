@@ -201,8 +201,10 @@ static int set_took_effect(dlock_lock *l, const char *token, size_t token_len, i
     }
     int ours = r[0].type == DLOCK__REPLY_STR && r[0].len == token_len &&
                memcmp(r[0].str, token, r[0].len) == 0;
-    if (ours && l->fencing) {
-        *fence = r[1].type == DLOCK__REPLY_STR ? strtoll(r[1].str, NULL, 10) : 0;
+    if (l->fencing) {
+        if (ours) {
+            *fence = r[1].type == DLOCK__REPLY_STR ? strtoll(r[1].str, NULL, 10) : 0;
+        }
         dlock__reply_clear(&r[1]);
     }
     dlock__reply_clear(&r[0]);
@@ -240,9 +242,12 @@ int dlock__lock_try_set(dlock_lock *l, const char *token, size_t token_len, int6
             return DLOCK_OK;
         }
         return dlock__err(rc, "%s; %s", saved,
-                          ours == 0 ? "checked after reconnecting: this call does not hold the lock"
-                                    : "could not check whether the SET took effect (the key "
-                                      "expires with its lease if it did)");
+                          ours == 0
+                              ? "checked after reconnecting: this call does not hold the lock now "
+                                "(a SET delayed in the network would still expire with "
+                                "its lease)"
+                              : "could not check whether the SET took effect (the key "
+                                "expires with its lease if it did)");
     }
     if (l->fencing && r.type == DLOCK__REPLY_INT) {
         *fence = r.integer;
@@ -259,10 +264,23 @@ int dlock__lock_try_set(dlock_lock *l, const char *token, size_t token_len, int6
     return rc;
 }
 
+/* 1 when called from on_lost or on_renew_error, i.e. on the handle's own renewal thread. */
+static int on_renewal_thread(dlock_lock *l) {
+    pthread_mutex_lock(&l->mu);
+    int self = l->thread_live && pthread_equal(l->thread, pthread_self());
+    pthread_mutex_unlock(&l->mu);
+    return self;
+}
+
 int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     dlock__err_clear();
     if (l == NULL) {
         return dlock__err(DLOCK_EINVAL, "dlock_lock_acquire: lock is NULL");
+    }
+    if (on_renewal_thread(l)) {
+        /* The new hold would need a renewal thread while this one is still running. */
+        return dlock__err(DLOCK_ESTATE, "dlock_lock_acquire: not allowed from on_lost or "
+                                        "on_renew_error; acquire from another thread");
     }
     static const dlock_acquire_options defaults;
     if (o == NULL) {
@@ -324,8 +342,12 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     l->granted_at = sent_at;
     l->granted_ms = granted_ms;
     pthread_mutex_unlock(&l->mu);
-    if (l->auto_renew) {
-        return dlock__renew_start(l);
+    if (l->auto_renew && (rc = dlock__renew_start(l)) != DLOCK_OK) {
+        /* Holding a lock nobody renews, while reporting failure, would leave it orphaned. */
+        char saved[512];
+        snprintf(saved, sizeof saved, "%s", dlock_errmsg());
+        dlock_lock_release(l);
+        return dlock__err(rc, "%s; the lock was released again", saved);
     }
     return DLOCK_OK;
 }
@@ -341,7 +363,7 @@ int dlock_lock_release(dlock_lock *l) {
         return DLOCK_NOT_HELD;
     }
     dlock__reply r;
-    int rc;
+    int rc, sent = 0;
     if (l->has_siblings) {
         /* Hands the lock straight to the first live queued waiter, if any (see wait.c). */
         const char *argv[] = {l->id,        l->queue_key, l->waiters_key,
@@ -349,13 +371,22 @@ int dlock_lock_release(dlock_lock *l) {
         size_t lens[] = {l->idlen,     l->queue_len, l->waiters_len,
                          l->fence_len, l->token_len, l->channel_len};
         rc = dlock__script_run(l->client, &dlock__script_release_handoff, 4, 6, argv, lens, &r,
-                               NULL);
+                               &sent);
     } else {
         const char *argv[] = {l->id, l->token};
         size_t lens[] = {l->idlen, l->token_len};
-        rc = dlock__script_run(l->client, &dlock__script_release, 1, 2, argv, lens, &r, NULL);
+        rc = dlock__script_run(l->client, &dlock__script_release, 1, 2, argv, lens, &r, &sent);
     }
     if (rc != DLOCK_OK) {
+        if (sent) {
+            /* A retry would then find the key gone and say NOT_HELD: tell the caller why. */
+            char saved[512];
+            snprintf(saved, sizeof saved, "%s", dlock_errmsg());
+            return dlock__err(rc,
+                              "%s; the release may have taken effect before the reply was "
+                              "lost",
+                              saved);
+        }
         return rc;
     }
     if (r.type == DLOCK__REPLY_INT) {
@@ -487,12 +518,16 @@ int dlock_lock_adopt(dlock_lock *l, const char *token) {
         return dlock__err(DLOCK_EINVAL, "dlock_lock_adopt: token is longer than %d bytes",
                           DLOCK__MAX_TOKEN_LEN);
     }
+    if (on_renewal_thread(l)) {
+        return dlock__err(DLOCK_ESTATE, "dlock_lock_adopt: not allowed from on_lost or "
+                                        "on_renew_error");
+    }
     char *copy = strdup(token);
     if (copy == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
     pthread_mutex_lock(&l->mu);
-    int busy = l->thread_live && !l->stop_renewal;
+    int busy = l->thread_live && !l->stop_renewal && !l->lost;
     if (!busy) {
         drop_token(l);
         l->token = copy;

@@ -42,10 +42,14 @@ static void *renew_main(void *arg) {
     dlock_lock *l = arg;
     pthread_mutex_lock(&l->mu);
     const int64_t lease = l->hold_lease_ms;
-    const int64_t interval = l->renew_interval_ms > 0 ? l->renew_interval_ms : lease / 3;
+    /* The lock's renew_interval_ms was checked against its own lease; an acquire may have asked
+     * for a shorter one, which that interval would outlast. */
+    int64_t interval =
+        l->renew_interval_ms > 0 && l->renew_interval_ms < lease ? l->renew_interval_ms : lease / 3;
+    interval = interval > 0 ? interval : 1;
     int64_t retry = interval / 4 < 20 ? 20 : interval / 4;
     const int64_t hold_start = l->granted_at;
-    int64_t next = l->granted_at + (interval > 0 ? interval : 1);
+    int64_t next = l->granted_at + interval;
     /* A private copy: the handle's token may be dropped by release while we are mid-call. */
     size_t token_len = l->token_len;
     char token[DLOCK__MAX_TOKEN_LEN + 1];

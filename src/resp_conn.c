@@ -500,14 +500,20 @@ static void resp_close(dlock__conn *c) {
     free(c);
 }
 
-static int classify_setup_error(const char *what, const dlock__reply *r) {
-    const char *s = r->str;
+static int classify_setup_error(const dlock__config *cfg, const char *what, const dlock__reply *r) {
+    const char *s = r->str, *shown = r->str;
+    if ((cfg->password != NULL && cfg->password[0] != '\0' && strstr(s, cfg->password) != NULL) ||
+        (cfg->username != NULL && cfg->username[0] != '\0' && strstr(s, cfg->username) != NULL &&
+         strncmp(s, "ERR unknown command", 19) == 0)) {
+        /* e.g. "ERR unknown command 'AUTH', with args beginning with: '<password>'" */
+        shown = "(the server's reply is not shown: it repeats the credentials)";
+    }
     if (strncmp(s, "WRONGPASS", 9) == 0 || strncmp(s, "NOAUTH", 6) == 0 ||
         strstr(s, "invalid password") != NULL || strstr(s, "invalid username") != NULL ||
         strstr(s, "without any password configured") != NULL || strncmp(s, "NOPERM", 6) == 0) {
-        return dlock__err(DLOCK_EAUTH, "%s failed: %s", what, s);
+        return dlock__err(DLOCK_EAUTH, "%s failed: %s", what, shown);
     }
-    return dlock__err(DLOCK_ESERVER, "%s failed: %s", what, s);
+    return dlock__err(DLOCK_ESERVER, "%s failed: %s", what, shown);
 }
 
 /* AUTH and SELECT if configured, then PING: one round trip that proves the peer speaks Redis
@@ -562,7 +568,7 @@ static int handshake(const dlock__config *cfg, dlock__conn *c, int64_t deadline)
     }
     for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
         if (replies[i].type == DLOCK__REPLY_ERROR) {
-            rc = classify_setup_error(what[i], &replies[i]);
+            rc = classify_setup_error(cfg, what[i], &replies[i]);
             dlock__err_prefix(rc, "%s", cfg->display);
         }
     }

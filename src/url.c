@@ -52,20 +52,22 @@ static int decode(const char *s, size_t n, const char *what, char **out) {
     return DLOCK_OK;
 }
 
+/* The offending text is never quoted: in "redis://user:secret" (no "@host") the text after
+ * the colon, taken for a port, is a password. */
 static int parse_int(const char *s, size_t n, long min, long max, const char *what, long *out) {
     char buf[16];
-    if (n == 0 || n >= sizeof buf) {
-        return dlock__err(DLOCK_EINVAL, "URL: %s '%.*s' is not a number from %ld to %ld", what,
-                          (int)(n > 20 ? 20 : n), s, min, max);
+    int digits = n > 0 && n < sizeof buf;
+    for (size_t i = 0; digits && i < n; i++) {
+        digits = isdigit((unsigned char)s[i]) != 0;
+    }
+    if (!digits) {
+        return dlock__err(DLOCK_EINVAL,
+                          "URL: the %s is not a number from %ld to %ld (a password goes "
+                          "before the host: redis://user:password@host:port)",
+                          what, min, max);
     }
     memcpy(buf, s, n);
     buf[n] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)buf[i])) {
-            return dlock__err(DLOCK_EINVAL, "URL: %s '%s' is not a number from %ld to %ld", what,
-                              buf, min, max);
-        }
-    }
     long v = strtol(buf, NULL, 10);
     if (v < min || v > max) {
         return dlock__err(DLOCK_EINVAL, "URL: %s '%s' is out of range (%ld to %ld)", what, buf, min,

@@ -75,8 +75,10 @@ static int await_grant(dlock_lock *l, const char *token, size_t token_len, int64
         }
         const dlock__reply *p =
             m.type == DLOCK__REPLY_ARRAY && m.elements == 3 ? &m.element[2] : NULL;
-        int ours = p != NULL && p->type == DLOCK__REPLY_STR && p->len > token_len &&
-                   memcmp(p->str, token, token_len) == 0 && p->str[token_len] == '|';
+        /* "token|fence": our token exactly, then only digits (tokens may contain '|'). */
+        int ours = p != NULL && p->type == DLOCK__REPLY_STR && p->len > token_len + 1 &&
+                   memcmp(p->str, token, token_len) == 0 && p->str[token_len] == '|' &&
+                   strspn(p->str + token_len + 1, "0123456789") == p->len - token_len - 1;
         if (ours) {
             *fence = strtoll(p->str + token_len + 1, NULL, 10);
         }
@@ -178,7 +180,7 @@ int dlock__lock_wait(dlock_lock *l, const char *token, size_t token_len, int64_t
                         return again < 0 ? again : DLOCK_NOT_ACQUIRED;
                     }
                     return dlock__err(rc, "%s; %s", saved,
-                                      again == 0 ? "checked: this call does not hold the lock"
+                                      again == 0 ? "checked: this call does not hold the lock now"
                                                  : "could not check whether the lock was handed "
                                                    "to this call (it then expires with its "
                                                    "lease)");

@@ -3,8 +3,10 @@
  * server name, client certificates) and REDIS_URL. */
 #include "support.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* Acquires and releases a fresh lock on `c`: proof that the connection really works. */
 static void roundtrip(dlock_client *c) {
@@ -42,6 +44,32 @@ static void test_host_name(void **state) {
     assert_non_null(strstr(dlock_client_server(c), "localhost"));
     roundtrip(c);
     dlock_client_close(c);
+}
+
+/* A server that answers AUTH with "unknown command ... args beginning with: '<password>'" (AUTH
+ * renamed away; some proxies do the same): the message must not repeat the password. */
+static void test_auth_reply_echoing_password(void **state) {
+    (void)state;
+    int port = dlt_closed_port();
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", port);
+    const char *argv[] = {"redis-server", "--port", portarg, "--bind",
+                          "127.0.0.1",    "--save", "",      "--rename-command",
+                          "AUTH",         "",       NULL};
+    pid_t pid = dlt_spawn(argv);
+    assert_true(pid > 0);
+    assert_true(dlt_wait_for_redis(port, NULL, 10000));
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    dlock_client_options o = {.password = "Echoed-S3cret"};
+    dlock_client *c = NULL;
+    int rc = dlock_client_open(&c, url, &o);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_true(rc < 0);
+    assert_null(c);
+    assert_null(strstr(dlock_errmsg(), "Echoed-S3cret"));
+    assert_true(dlt_contains(dlock_errmsg(), "AUTH"));
 }
 
 static void test_unix_socket(void **state) {
@@ -438,6 +466,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_tcp),
         cmocka_unit_test(test_host_name),
+        cmocka_unit_test(test_auth_reply_echoing_password),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_select_db_tcp),
         cmocka_unit_test(test_select_db_unix),

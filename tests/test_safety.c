@@ -464,6 +464,67 @@ static void test_auto_renew_lost_by_lease_end_when_redis_frozen(void **state) {
     own_kill(&r);
 }
 
+/* An acquire may ask for a lease shorter than the lock's renew_interval_ms: renewal must still
+ * come in time (at a third of that lease), and nothing is reported lost. */
+static void test_auto_renew_short_acquire_lease(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    lost_record rec = {0};
+    dlock_lock_options o = {.lease_ms = 10000,
+                            .auto_renew = 1,
+                            .renew_interval_ms = 3000,
+                            .on_lost = on_lost,
+                            .userdata = &rec};
+    dlock_lock *l = dlt_lock_new(c, dlt_id("renew-short"), &o);
+    dlock_acquire_options ao = {.lease_ms = 300};
+    dlt_assert_rc(dlock_lock_acquire(l, &ao), DLOCK_OK);
+    dlt_sleep_ms(800);
+    dlock_state st;
+    dlt_assert_rc(dlock_lock_status(l, &st), DLOCK_OK);
+    assert_int_equal(st, DLOCK_ACQUIRED);
+    assert_int_equal(atomic_load(&rec.count), 0);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    dlock_lock_free(l);
+    dlock_client_close(c);
+}
+
+/* From on_lost, acquire is refused (ESTATE); after the loss, the handle can adopt a token. */
+typedef struct reacquire_ctx {
+    atomic_int calls;
+    atomic_int acquire_rc;
+} reacquire_ctx;
+
+static void on_lost_reacquire(dlock_lock *lock, int reason, void *userdata) {
+    (void)reason;
+    reacquire_ctx *x = userdata;
+    atomic_store(&x->acquire_rc, dlock_lock_acquire(lock, NULL));
+    atomic_fetch_add(&x->calls, 1);
+}
+
+static void test_callbacks_cannot_reacquire(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    const char *id = dlt_id("renew-cb");
+    reacquire_ctx x = {0};
+    dlock_lock_options o = {
+        .lease_ms = 300, .auto_renew = 1, .on_lost = on_lost_reacquire, .userdata = &x};
+    dlock_lock *l = dlt_lock_new(c, id, &o);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    redisContext *raw = dlt_raw_plain();
+    freeReplyObject(dlt_raw_cmd(raw, "SET %s intruder PX 5000", id));
+    int64_t t0 = dlt_now_ms();
+    while (atomic_load(&x.calls) == 0 && dlt_now_ms() - t0 < dlt_slow(3000)) {
+        dlt_sleep_ms(10);
+    }
+    assert_int_equal(atomic_load(&x.calls), 1);
+    assert_int_equal(atomic_load(&x.acquire_rc), DLOCK_ESTATE);
+    dlt_assert_rc(dlock_lock_adopt(l, "intruder"), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK); /* the adopted token held it */
+    redisFree(raw);
+    dlock_lock_free(l);
+    dlock_client_close(c);
+}
+
 /* ---- a holder paused past its lease ---- */
 
 static void test_paused_holder_finds_lock_lost(void **state) {
@@ -654,6 +715,8 @@ int main(void) {
         cmocka_unit_test(test_auto_renew_max_hold),
         cmocka_unit_test(test_auto_renew_redis_killed),
         cmocka_unit_test(test_auto_renew_lost_by_lease_end_when_redis_frozen),
+        cmocka_unit_test(test_auto_renew_short_acquire_lease),
+        cmocka_unit_test(test_callbacks_cannot_reacquire),
         cmocka_unit_test(test_paused_holder_finds_lock_lost),
         cmocka_unit_test(test_wait_gives_up_at_deadline),
         cmocka_unit_test(test_fifty_waiters_take_turns),

@@ -77,6 +77,11 @@ static void test_bad_urls(void **state) {
         {"redis://user:" SECRET "@127.0.0.1:notaport", "port"},
         {"redis://user:" SECRET "@:6379", "host"},
         {"redis://us%zzer:" SECRET "@127.0.0.1:6379", "percent|%|user|escape|encod"},
+        /* No "@host": the password would be read as the port. */
+        {"redis://user:" SECRET, "port"},
+        /* A raw '/' in the password ends the authority early. */
+        {"redis://user:" SECRET "/x@127.0.0.1:6379", "percent|encode"},
+        {"redis://user:" SECRET "?x@127.0.0.1:6379", "percent|encode"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *msg = open_expect(cases[i].url, NULL, DLOCK_EINVAL);
