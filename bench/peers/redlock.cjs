@@ -2,7 +2,7 @@
 // usage: node redlock.cjs PORT SECONDS  -> one JSON line on stdout
 const Redis = require('ioredis');
 const Redlock = require('redlock');
-const { summary } = require('./stats.cjs');
+const { timeCycles } = require('./stats.cjs');
 
 async function main() {
     const [port, secs] = [Number(process.argv[2]), Number(process.argv[3])];
@@ -13,17 +13,7 @@ async function main() {
         const lock = await redlock.lock('dlockbench:peer:redlock', 10000);
         await lock.unlock();
     };
-    for (let i = 0; i < 200; i++) await cycle(); // warm up
-    const lat = [];
-    const start = process.hrtime.bigint(), end = start + BigInt(Math.round(secs * 1e9));
-    let t = start;
-    while (t < end) {
-        const t0 = t;
-        await cycle();
-        t = process.hrtime.bigint();
-        lat.push(Number(t - t0) / 1000);
-    }
-    console.log(JSON.stringify(summary(lat, Number(t - start) / 1e9)));
+    console.log(JSON.stringify(await timeCycles(cycle, secs, 200)));
     client.disconnect();
 }
 main().catch((e) => { console.error(String(e)); process.exit(1); });

@@ -3,7 +3,7 @@
 // usage: node upstash.cjs URL TOKEN SECONDS  -> one JSON line on stdout
 const { Redis } = require('@upstash/redis');
 const { Lock } = require('@upstash/lock');
-const { summary } = require('./stats.cjs');
+const { timeCycles } = require('./stats.cjs');
 
 async function main() {
     const [url, token, secs] = [process.argv[2], process.argv[3], Number(process.argv[4])];
@@ -14,16 +14,6 @@ async function main() {
         if (!(await lock.acquire())) throw new Error('not acquired');
         await lock.release();
     };
-    for (let i = 0; i < 50; i++) await cycle(); // warm up
-    const lat = [];
-    const start = process.hrtime.bigint(), end = start + BigInt(Math.round(secs * 1e9));
-    let t = start;
-    while (t < end) {
-        const t0 = t;
-        await cycle();
-        t = process.hrtime.bigint();
-        lat.push(Number(t - t0) / 1000);
-    }
-    console.log(JSON.stringify(summary(lat, Number(t - start) / 1e9)));
+    console.log(JSON.stringify(await timeCycles(cycle, secs, 50)));
 }
 main().catch((e) => { console.error(String(e)); process.exit(1); });
