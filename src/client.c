@@ -28,10 +28,6 @@ static void free_secret(char *s) {
 }
 
 static void config_free(dlock__config *cfg) {
-    dlock__tls_ctx_free(cfg);
-#ifdef DLOCK_HAVE_REST
-    dlock__rest_shared_free(cfg);
-#endif
     dlock__url_free(&cfg->url);
     free(cfg->username);
     free_secret(cfg->password);
@@ -112,12 +108,7 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
                           "%s: the Upstash REST transport (http:// and https:// URLs) is not "
                           "available in this build; use redis://, rediss:// or unix://",
                           cfg->display);
-#else
-        return dlock__rest_shared_new(cfg); /* libcurl does TLS for REST: no SSL_CTX of ours */
 #endif
-    }
-    if (u->scheme == DLOCK__SCHEME_REDISS && (rc = dlock__tls_ctx_new(cfg)) != DLOCK_OK) {
-        return dlock__err_prefix(rc, "%s", cfg->display);
     }
     return DLOCK_OK;
 }
@@ -132,18 +123,22 @@ int dlock_client_open(dlock_client **out, const char *url, const dlock_client_op
     if (c == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    int rc = config_init(&c->cfg, url, options);
-    if (rc != DLOCK_OK) {
-        config_free(&c->cfg);
-        free(c);
-        return rc;
-    }
     c->tp = &dlock__resp_transport;
+    int rc = config_init(&c->cfg, url, options);
 #ifdef DLOCK_HAVE_REST
     if (c->cfg.url.scheme == DLOCK__SCHEME_HTTP || c->cfg.url.scheme == DLOCK__SCHEME_HTTPS) {
         c->tp = &dlock__rest_transport;
     }
 #endif
+    if (rc == DLOCK_OK && (rc = c->tp->init(&c->cfg, &c->cfg.tp_state)) != DLOCK_OK) {
+        dlock__err_prefix(rc, "%s", c->cfg.display);
+    }
+    if (rc != DLOCK_OK) {
+        c->tp->fini(c->cfg.tp_state);
+        config_free(&c->cfg);
+        free(c);
+        return rc;
+    }
     c->pool_size =
         options != NULL && options->pool_size > 0 ? options->pool_size : DLOCK__DEFAULT_POOL_SIZE;
     c->idle = calloc((size_t)c->pool_size, sizeof *c->idle);
@@ -196,6 +191,7 @@ void dlock_client_close(dlock_client *c) {
     }
     free(c->idle);
     pthread_mutex_destroy(&c->mu);
+    c->tp->fini(c->cfg.tp_state);
     config_free(&c->cfg);
     free(c);
 }
@@ -266,10 +262,8 @@ int dlock__client_call(dlock_client *c, int argc, const char **argv, const size_
 
 int dlock__reply_error(const dlock_client *c, const dlock__reply *r, const char *what) {
     if (r->type == DLOCK__REPLY_ERROR) {
-        int rc = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "NOPERM", 6) == 0
-                     ? DLOCK_EAUTH
-                     : DLOCK_ESERVER;
-        return dlock__err(rc, "%s: %s: Redis replied: %s", c->cfg.display, what, r->str);
+        return dlock__err(dlock__reply_error_rc(r), "%s: %s: Redis replied: %s", c->cfg.display,
+                          what, r->str);
     }
     return dlock__err(DLOCK_EPROTO, "%s: %s: unexpected reply type %d", c->cfg.display, what,
                       (int)r->type);

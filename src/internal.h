@@ -92,7 +92,14 @@ typedef struct dlock__url {
 int dlock__url_parse(const char *text, dlock__url *out);
 void dlock__url_free(dlock__url *u);
 
-/* ---- replies: the transport-neutral form of a Redis reply ---- */
+/* ---- reply.c: the transport-neutral form of a Redis reply, and its one builder ---- */
+
+/* Limits every transport applies to a reply, checked in one place (dlock__reply_array). No
+ * reply dlock asks for nests deeper than CLUSTER SLOTS (3 levels) or has more elements than
+ * CLUSTER SLOTS on a map fragmented into single slots; larger ones are refused before anything
+ * is allocated for them, so a broken or hostile peer's "*2147483647" costs nothing. */
+#define DLOCK__REPLY_MAX_DEPTH    8     /* arrays nested in arrays (hiredis 0.14 stops at 8 too) */
+#define DLOCK__REPLY_MAX_ELEMENTS 16384 /* elements of one array */
 
 typedef enum dlock__reply_type {
     DLOCK__REPLY_NIL = 0,
@@ -113,6 +120,32 @@ typedef struct dlock__reply {
 
 /* Frees what *r owns and zeroes it (r itself is the caller's). */
 void dlock__reply_clear(dlock__reply *r);
+/* The builder. Each overwrites *r (which owns nothing yet) and returns DLOCK_OK, ENOMEM or (for
+ * arrays past the limits above) EPROTO, with a message; on failure *r is still safe to clear. */
+void dlock__reply_int(dlock__reply *r, long long v);
+/* A string or error of len bytes copied from s, NUL-terminated; s == NULL leaves the bytes for
+ * the caller to write into r->str. */
+int dlock__reply_str(dlock__reply *r, dlock__reply_type type, const char *s, size_t len);
+/* An array of n NIL elements at nesting `depth` (0 = the reply itself), to be filled in. */
+int dlock__reply_array(dlock__reply *r, size_t n, int depth);
+
+/* What an error reply means to the library: the one classifier of Redis's error texts. */
+typedef enum dlock__srv_err {
+    DLOCK__SRV_NONE = 0,    /* not an error reply */
+    DLOCK__SRV_OTHER,       /* any other error: DLOCK_ESERVER with Redis's text */
+    DLOCK__SRV_AUTH,        /* WRONGPASS, NOAUTH, NOPERM and older wordings: DLOCK_EAUTH */
+    DLOCK__SRV_NOSCRIPT,    /* EVALSHA of a script the server does not have */
+    DLOCK__SRV_MOVED,       /* cluster: the slot lives on another node ("MOVED slot host:port") */
+    DLOCK__SRV_ASK,         /* cluster: ask that node once, after ASKING ("ASK slot host:port") */
+    DLOCK__SRV_TRYAGAIN,    /* cluster: multi-key command during a migration */
+    DLOCK__SRV_CLUSTERDOWN, /* cluster: down, or the slot is not served */
+    DLOCK__SRV_READONLY,    /* a replica, or a demoted master (READONLY, UNBLOCKED) */
+    DLOCK__SRV_LOADING,     /* the server is loading its data set */
+} dlock__srv_err;
+
+dlock__srv_err dlock__reply_error_kind(const dlock__reply *r);
+/* DLOCK_EAUTH for a credential error reply, else DLOCK_ESERVER. */
+int dlock__reply_error_rc(const dlock__reply *r);
 
 /* One command: argc arguments with explicit lengths (binary-safe). */
 typedef struct dlock__cmd {
@@ -130,10 +163,9 @@ typedef struct dlock__config {
     char *username, *password; /* effective credentials (options override URL) */
     char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
     int tls_insecure;
-    char *rest_token;                       /* Upstash REST bearer token; never printed */
-    struct dlock__rest_shared *rest_shared; /* REST: state all connections share (rest.c) */
-    void *tls_ctx; /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
-    char *display; /* "redis://host:port/db", no secrets; used as the message prefix */
+    char *rest_token; /* Upstash REST bearer token; never printed */
+    char *display;    /* "redis://host:port/db", no secrets; used as the message prefix */
+    void *tp_state;   /* the transport's own per-client state (its init hook); opaque here */
 } dlock__config;
 
 /* ---- transport.h-style table: how a connection talks to its server ---- */
@@ -142,7 +174,13 @@ typedef struct dlock__conn dlock__conn;
 
 typedef struct dlock__transport {
     const char *name;
-    /* Opens one connection, authenticated and ready, within cfg->connect_timeout_ms. */
+    /* Makes what all connections of one client share (RESP: the SSL_CTX of rediss://; REST: the
+     * read-your-writes token) into *state, which the client keeps in cfg->tp_state for connect;
+     * fini frees it. The client calls init once, after filling cfg, and fini at close. */
+    int (*init)(const dlock__config *cfg, void **state);
+    void (*fini)(void *state);
+    /* Opens one connection to cfg's address, authenticated and ready, within
+     * cfg->connect_timeout_ms. */
     int (*connect)(const dlock__config *cfg, dlock__conn **out);
     /* Sends n commands (pipelined) and reads n replies into replies[0..n-1], all before the
      * monotonic deadline_ms. Redis error replies are DLOCK__REPLY_ERROR, not failures. Returns
@@ -161,19 +199,24 @@ typedef struct dlock__transport {
 extern const dlock__transport dlock__resp_transport;
 #ifdef DLOCK_HAVE_REST
 extern const dlock__transport dlock__rest_transport; /* rest.c: Upstash REST over libcurl */
-typedef struct dlock__rest_shared dlock__rest_shared;
-/* Makes / frees cfg->rest_shared, the read-your-writes token of one client. */
-int dlock__rest_shared_new(dlock__config *cfg);
-void dlock__rest_shared_free(dlock__config *cfg);
+/* The REST reply decoder, exposed for the fuzz target: `body` (len bytes) of a 2xx response to
+ * n commands into replies[0..n-1]. Returns DLOCK_OK, EPROTO or ENOMEM (replies then cleared
+ * by the caller as after exec). */
+int dlock__rest_decode(const char *body, size_t len, size_t n, dlock__reply *replies);
+/* The explanation in the body of a failed request, into out (always terminated). Returns 1 if it
+ * was a proper {"error": "..."} envelope. */
+int dlock__rest_error_text(const char *body, size_t len, char *out, size_t size);
 #endif
 
 /* ---- tls.c ---- */
 
-/* Builds the client's SSL_CTX from cfg (CA, client cert, verification) into cfg->tls_ctx. */
-int dlock__tls_ctx_new(dlock__config *cfg);
-void dlock__tls_ctx_free(dlock__config *cfg);
-/* Runs the TLS handshake on connected socket fd before deadline_ms; *out is an SSL *. */
-int dlock__tls_handshake(const dlock__config *cfg, int fd, int64_t deadline_ms, void **out);
+/* Builds an SSL_CTX from cfg (CA, client cert, verification) into *out. */
+int dlock__tls_ctx_new(const dlock__config *cfg, void **out);
+void dlock__tls_ctx_free(void *ctx);
+/* Runs the TLS handshake (SSL_CTX ctx) on connected socket fd before deadline_ms; *out is an
+ * SSL *. */
+int dlock__tls_handshake(const dlock__config *cfg, void *ctx, int fd, int64_t deadline_ms,
+                         void **out);
 /* Appends OpenSSL's queued error text to buf (for messages). */
 void dlock__tls_error_text(char *buf, size_t size);
 
