@@ -1,6 +1,6 @@
-/* The client: parsed settings plus a small pool of connections. Each call borrows a connection
- * for its round trip, so any number of threads can share one client without waiting on each
- * other's replies; idle connections (at most pool_size) are kept for reuse. */
+/* The client: parsed settings, and the routing of each command to a server: the one server of
+ * the URL (a pool of connections, pool.c), or on a Redis Cluster the master of the command's
+ * slot (cluster.c). The URL's server says which it is at open. */
 #include "fmacros.h"
 
 #include "internal.h"
@@ -113,6 +113,50 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
     return DLOCK_OK;
 }
 
+/* One round trip on the first connection: INFO cluster says whether the server is a cluster
+ * node. Any error reply (INFO refused by an ACL, a proxy without INFO) means "not a cluster". */
+static int probe_cluster(dlock_client *c, int *yes) {
+    *yes = 0;
+    if (c->tp != &dlock__resp_transport || c->cfg.url.scheme == DLOCK__SCHEME_UNIX) {
+        return DLOCK_OK;
+    }
+    const char *argv[] = {"INFO", "cluster"};
+    size_t lens[] = {4, 7};
+    dlock__cmd cmd = {2, argv, lens};
+    dlock__reply r;
+    int sent;
+    int rc = dlock__node_exec(c->node, &cmd, 1, &r, dlock__deadline_in(c->cfg.command_timeout_ms),
+                              &sent);
+    if (rc == DLOCK_OK) {
+        *yes = r.type == DLOCK__REPLY_STR && strstr(r.str, "cluster_enabled:1") != NULL;
+        dlock__reply_clear(&r);
+    }
+    return rc;
+}
+
+/* Connects once now, so a wrong address, certificate or password is reported here; then finds
+ * out whether this is a cluster and, if so, reads its slot map. */
+static int client_connect(dlock_client *c, int pool_size) {
+    int rc = dlock__node_new(&c->cfg, c->tp, pool_size, NULL, 0, &c->node);
+    dlock__conn *conn;
+    if (rc != DLOCK_OK || (rc = dlock__node_connect(c->node, &conn)) != DLOCK_OK) {
+        return rc;
+    }
+    dlock__node_give_back(c->node, conn);
+    int cluster;
+    if ((rc = probe_cluster(c, &cluster)) != DLOCK_OK) {
+        return rc;
+    }
+    if (cluster) {
+        if ((rc = dlock__cluster_new(&c->cfg, c->tp, pool_size, c->node, &c->cluster)) !=
+            DLOCK_OK) {
+            return rc;
+        }
+        c->node = NULL; /* the cluster owns it now */
+    }
+    return DLOCK_OK;
+}
+
 int dlock_client_open(dlock_client **out, const char *url, const dlock_client_options *options) {
     dlock__err_clear();
     if (out == NULL) {
@@ -139,22 +183,12 @@ int dlock_client_open(dlock_client **out, const char *url, const dlock_client_op
         free(c);
         return rc;
     }
-    c->pool_size =
+    int pool_size =
         options != NULL && options->pool_size > 0 ? options->pool_size : DLOCK__DEFAULT_POOL_SIZE;
-    c->idle = calloc((size_t)c->pool_size, sizeof *c->idle);
-    if (c->idle == NULL) {
-        config_free(&c->cfg);
-        free(c);
-        return dlock__err(DLOCK_ENOMEM, "out of memory");
-    }
-    pthread_mutex_init(&c->mu, NULL);
-    /* Connect once now, so a wrong address, certificate or password is reported here. */
-    dlock__conn *conn;
-    if ((rc = c->tp->connect(&c->cfg, &conn)) != DLOCK_OK) {
+    if ((rc = client_connect(c, pool_size)) != DLOCK_OK) {
         dlock_client_close(c);
         return rc;
     }
-    c->idle[c->nidle++] = conn;
     *out = c;
     return DLOCK_OK;
 }
@@ -186,72 +220,29 @@ void dlock_client_close(dlock_client *c) {
     if (c == NULL) {
         return;
     }
-    for (int i = 0; i < c->nidle; i++) {
-        c->tp->close(c->idle[i]);
-    }
-    free(c->idle);
-    pthread_mutex_destroy(&c->mu);
+    dlock__cluster_free(c->cluster);
+    dlock__node_free(c->node);
     c->tp->fini(c->cfg.tp_state);
     config_free(&c->cfg);
     free(c);
 }
 
-/* Takes an idle connection that still looks healthy, or opens a new one. */
-static int borrow(dlock_client *c, dlock__conn **out) {
-    for (;;) {
-        dlock__conn *conn = NULL;
-        pthread_mutex_lock(&c->mu);
-        if (c->nidle > 0) {
-            conn = c->idle[--c->nidle];
-        }
-        pthread_mutex_unlock(&c->mu);
-        if (conn == NULL) {
-            return c->tp->connect(&c->cfg, out);
-        }
-        if (c->tp->alive(conn)) {
-            *out = conn;
-            return DLOCK_OK;
-        }
-        c->tp->close(conn);
-    }
-}
-
-static void give_back(dlock_client *c, dlock__conn *conn) {
-    pthread_mutex_lock(&c->mu);
-    if (c->nidle < c->pool_size) {
-        c->idle[c->nidle++] = conn;
-        conn = NULL;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (conn != NULL) {
-        c->tp->close(conn);
-    }
-}
-
-int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
-                       int *sent) {
+int dlock__client_exec_key(dlock_client *c, int key, const dlock__cmd *cmds, size_t n,
+                           dlock__reply *replies, int *sent) {
     int dummy;
     if (sent == NULL) {
         sent = &dummy;
     }
-    *sent = 0;
-    dlock__conn *conn;
-    int rc = borrow(c, &conn);
-    if (rc != DLOCK_OK) {
-        return rc; /* connect already named the server */
+    int64_t deadline = dlock__deadline_in(c->cfg.command_timeout_ms);
+    if (c->cluster != NULL) {
+        return dlock__cluster_exec(c->cluster, key, cmds, n, replies, deadline, sent);
     }
-    rc = c->tp->exec(conn, cmds, n, replies, dlock__deadline_in(c->cfg.command_timeout_ms), sent);
-    if (rc != DLOCK_OK) {
-        /* The stream position is unknown after a failure: never reuse this connection. */
-        c->tp->close(conn);
-        if (rc == DLOCK_ETIMEDOUT) {
-            return dlock__err(rc, "%s: no reply within command_timeout_ms (%d ms)", c->cfg.display,
-                              c->cfg.command_timeout_ms);
-        }
-        return dlock__err_prefix(rc, "%s", c->cfg.display);
-    }
-    give_back(c, conn);
-    return DLOCK_OK;
+    return dlock__node_exec(c->node, cmds, n, replies, deadline, sent);
+}
+
+int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
+                       int *sent) {
+    return dlock__client_exec_key(c, 0, cmds, n, replies, sent);
 }
 
 int dlock__client_call(dlock_client *c, int argc, const char **argv, const size_t *lens,

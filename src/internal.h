@@ -220,26 +220,102 @@ int dlock__tls_handshake(const dlock__config *cfg, void *ctx, int fd, int64_t de
 /* Appends OpenSSL's queued error text to buf (for messages). */
 void dlock__tls_error_text(char *buf, size_t size);
 
-/* ---- client.c ---- */
+/* ---- pool.c: one server and its idle connections ---- */
+
+typedef struct dlock__node dlock__node;
+
+/* A node for base's server (host NULL: base is used as it is, and must outlive the node) or for
+ * host:port with base's credentials, TLS settings and transport state (db 0). It connects only
+ * when first used. */
+int dlock__node_new(const dlock__config *base, const dlock__transport *tp, int pool_size,
+                    const char *host, int port, dlock__node **out);
+void dlock__node_free(dlock__node *n);
+const char *dlock__node_host(const dlock__node *n);
+int dlock__node_port(const dlock__node *n);
+const char *dlock__node_display(const dlock__node *n);
+/* Runs count pipelined commands on a pooled connection before deadline. On failure the
+ * connection is dropped and the message names the node. Thread-safe. */
+int dlock__node_exec(dlock__node *n, const dlock__cmd *cmds, size_t count, dlock__reply *replies,
+                     int64_t deadline, int *sent);
+/* A new connection of the node's own, outside the pool (for a subscription). */
+int dlock__node_connect(dlock__node *n, dlock__conn **out);
+/* Puts a healthy connection back into the pool (or closes it if the pool is full). */
+void dlock__node_give_back(dlock__node *n, dlock__conn *conn);
+
+/* ---- cluster.c: Redis Cluster routing ---- */
+
+typedef struct dlock__cluster dlock__cluster;
+
+/* The hash slot (0..16383) of a key: CRC16 of its hash tag ({...}) if it has one, else of all. */
+unsigned dlock__key_slot(const char *key, size_t len);
+/* The index of the argument of c that routes it (see dlock__client_exec_key), -1 if none. */
+int dlock__cmd_key(const dlock__cmd *c);
+/* Reads the slot map through seed (which the cluster then owns, on success only). */
+int dlock__cluster_new(const dlock__config *cfg, const dlock__transport *tp, int pool_size,
+                       dlock__node *seed, dlock__cluster **out);
+void dlock__cluster_free(dlock__cluster *cl);
+/* Runs the commands (all in one slot) on the master of the slot of argument `key` of cmds[0] (0:
+ * dlock__cmd_key decides; -1: any master), following MOVED, ASK and TRYAGAIN before deadline. */
+int dlock__cluster_exec(dlock__cluster *cl, int key, const dlock__cmd *cmds, size_t n,
+                        dlock__reply *replies, int64_t deadline, int *sent);
+/* The master of slot by the current map (any master for -1); NULL if none is known. */
+dlock__node *dlock__cluster_node_for(dlock__cluster *cl, int slot);
+/* The node a MOVED or ASK error reply names (a MOVED also updates the map); NULL if unusable. */
+dlock__node *dlock__cluster_follow(dlock__cluster *cl, const dlock__reply *redirect,
+                                   const dlock__node *from);
+/* Re-reads the slot map unless that was done moments ago. */
+void dlock__cluster_refresh(dlock__cluster *cl, int64_t deadline);
+
+/* ---- client.c: the client, which routes each command to a node ---- */
 
 struct dlock_client {
     dlock__config cfg;
     const dlock__transport *tp;
-    pthread_mutex_t mu; /* guards idle[] */
-    dlock__conn **idle;
-    int nidle, pool_size;
+    dlock__node *node;       /* the one server, when not a cluster */
+    dlock__cluster *cluster; /* when the URL named a node of a Redis Cluster */
 };
 
-/* Runs n pipelined commands on a pooled connection with the command deadline. On failure the
- * connection is dropped and the message is prefixed with the server's name. *sent (may be NULL)
- * reports whether the request may have reached the server. */
+/* Runs n pipelined commands with the command deadline on the server that owns their key: the
+ * one server, or on a Cluster the master of the slot of argument `key` of cmds[0] (all the
+ * commands must be in that slot, as every key of one lock id is). key 0 lets the routing find it
+ * (dlock__cmd_key: argv[3] for EVAL/EVALSHA with keys, nothing for PING/INFO/SCRIPT/...,
+ * otherwise argv[1]); -1 means any master. On failure the connection is dropped and the message
+ * is prefixed with the server's name. *sent (may be NULL) reports whether the request may have
+ * reached a server (a redirected attempt did not run). Thread-safe. */
+int dlock__client_exec_key(dlock_client *c, int key, const dlock__cmd *cmds, size_t n,
+                           dlock__reply *replies, int *sent);
+/* dlock__client_exec_key with key 0. */
 int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
                        int *sent);
-/* One command from argv/lens. */
+/* One command from argv/lens (key 0). */
 int dlock__client_call(dlock_client *c, int argc, const char **argv, const size_t *lens,
                        dlock__reply *reply, int *sent);
-/* Turns an error reply into DLOCK_ESERVER with Redis's text as the message. */
+/* Turns an error reply into DLOCK_ESERVER (DLOCK_EAUTH for credential errors) with Redis's text
+ * as the message. */
 int dlock__reply_error(const dlock_client *c, const dlock__reply *r, const char *what);
+
+/* ---- subscribe.c: pub/sub connections, routed like commands ----
+ *
+ * A subscription has a connection of its own. On a Cluster it is SSUBSCRIBE (sharded pub/sub,
+ * Redis 7) at the master of the channel's slot, so the channel should carry the lock id's hash
+ * tag ("{ID}:grant") and the script that publishes must use SPUBLISH; elsewhere it is SUBSCRIBE
+ * and PUBLISH. A subscription follows its slot: when the server drops it (sunsubscribe after a
+ * slot migration) or the connection breaks (failover), dlock__sub_read subscribes again at the
+ * slot's new master; messages published meanwhile are lost, so callers keep a polling fallback. */
+
+typedef struct dlock__sub dlock__sub;
+
+/* 1 if scripts must publish with SPUBLISH (the client is on a Cluster), 0 for PUBLISH. */
+int dlock__client_sharded_pubsub(const dlock_client *c);
+/* Subscribes to channel (len bytes) within the command deadline. Returns DLOCK_OK with *out, or
+ * an error (DLOCK_ESTATE: the transport cannot subscribe, as REST). Thread-safe; the sub itself
+ * is used by one thread at a time. */
+int dlock__client_subscribe(dlock_client *c, const char *channel, size_t len, dlock__sub **out);
+/* Reads the next message before deadline_ms (DLOCK_ETIMEDOUT if none came): the array
+ * [kind, channel, payload] with kind "message" or "smessage". Clear it with dlock__reply_clear.
+ * Any other failure means the sub is broken (close it). */
+int dlock__sub_read(dlock__sub *s, dlock__reply *out, int64_t deadline_ms);
+void dlock__sub_close(dlock__sub *s);
 
 /* ---- script.c: Lua scripts sent as EVALSHA, falling back to EVAL on NOSCRIPT ---- */
 
