@@ -75,6 +75,7 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_EHTTP     -10 /* REST transport: an HTTP status other than 2xx/400/401 */
 #define DLOCK_ESTATE    -11 /* the call is not valid in the handle's current state */
 #define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
+#define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; nothing is held */
 
 /* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
  * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
