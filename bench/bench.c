@@ -86,7 +86,7 @@ static struct {
     .workers = 16,
     .outdir = ".",
     .keys = "1,1000,100000,1000000",
-    .modes = "cycle,contend,keys,extend,debounce,memory,cli,server",
+    .modes = "cycle,contend,deadwaiter,keys,extend,debounce,memory,cli,server",
 };
 
 static void die(const char *fmt, ...) {
@@ -911,7 +911,8 @@ static void run_contend(const char *url, int raw, int procs, double secs, conten
     munmap(sh, size);
 }
 
-static void report_contend(const char *tr, int raw, int procs, contend_acc *acc) {
+static void report_contend(const char *tr, const char *impl, int procs, contend_acc *acc) {
+    int raw = strcmp(impl, "raw") == 0;
     int W = cfg.workers;
     uint64_t total = 0, lo = UINT64_MAX, hi = 0;
     char counts[400] = "";
@@ -929,39 +930,51 @@ static void report_contend(const char *tr, int raw, int procs, contend_acc *acc)
     snprintf(mode, sizeof mode, "contend-%s", procs ? "procs" : "threads");
     char op[40];
     snprintf(op, sizeof op, "W=%d wait+cycle", W);
-    result *r =
-        add_result(tr, mode, op, raw ? "raw" : "dlock", &acc->s, (double)total / acc->elapsed);
+    result *r = add_result(tr, mode, op, impl, &acc->s, (double)total / acc->elapsed);
     double fair = hi > 0 ? (double)lo / (double)hi : 0;
     snprintf(r->note, sizeof r->note, "fairness %.2f (min %llu / max %llu)%s; per worker: %s", fair,
              (unsigned long long)lo, (unsigned long long)hi, acc->errors ? "; ERRORS" : "", counts);
     fprintf(stderr, "        %s\n", r->note);
     char tag[64], title[96];
-    snprintf(tag, sizeof tag, "wait_%s_%s_%s", tr, procs ? "procs" : "threads",
-             raw ? "raw" : "dlock");
+    snprintf(tag, sizeof tag, "wait_%s_%s_%s", tr, procs ? "procs" : "threads", impl);
     snprintf(title, sizeof title, "%s W=%d %s %s wait", tr, W, procs ? "processes" : "threads",
-             raw ? "raw spin" : "dlock");
+             raw ? "raw spin" : impl);
     save_series(&acc->s, tag, title, 1);
     s_free(&acc->s);
 }
+
+/* The library's internal switch between the two hand-off protocols (src/queue.h): 0 = a grant
+ * message is the grant (what dlock does), 1 = it is a wake-up that a try confirms. */
+extern int dlock__queue_confirm_grants;
 
 static void mode_contend(const char *url) {
     const char *tr = transport_of(url);
     int can_raw = strcmp(tr, "rest") != 0;
     for (int procs = 0; procs <= 1; procs++) {
         size_t from = nresults;
-        contend_acc racc, lacc;
+        contend_acc racc, lacc, cacc;
         memset(&racc, 0, sizeof racc);
         memset(&lacc, 0, sizeof lacc);
+        memset(&cacc, 0, sizeof cacc);
+        int compare = can_raw && !procs;          /* the confirming protocol, for the record */
         for (int round = 0; round < 2; round++) { /* interleaved, like run_pair */
             if (can_raw) {
                 run_contend(url, 1, procs, cfg.secs / 2, &racc);
             }
+            if (compare) {
+                dlock__queue_confirm_grants = 1;
+                run_contend(url, 0, procs, cfg.secs / 2, &cacc);
+                dlock__queue_confirm_grants = 0;
+            }
             run_contend(url, 0, procs, cfg.secs / 2, &lacc);
         }
         if (can_raw) {
-            report_contend(tr, 1, procs, &racc);
+            report_contend(tr, "raw", procs, &racc);
         }
-        report_contend(tr, 0, procs, &lacc);
+        if (compare) {
+            report_contend(tr, "confirm", procs, &cacc);
+        }
+        report_contend(tr, "dlock", procs, &lacc);
         pair_ratios(from);
         const result *r = &results[nresults - 1];
         const char *kind = procs ? "processes" : "threads";
@@ -980,6 +993,120 @@ static void mode_contend(const char *url) {
             add_check(name, hi > 0 ? lo / hi : 0, 0.5, 1, "x");
         }
     }
+}
+
+/* ---- (b2) what a waiter that dies while queued costs the next live one ---------------------
+ * Each round: a holder holds the id; two waiter processes queue (wait 40 s, the default 10 s
+ * lease); the first is SIGKILLed; `gap` ms later the holder releases. The figure is the time
+ * from that release to the second waiter's acquisition: before issue 10 it was the dead
+ * waiter's whole lease. */
+
+#define DEAD_ROUNDS 12
+
+static long long queue_len(redisContext *c, const char *key) {
+    char q[128];
+    snprintf(q, sizeof q, "{%s}:queue", key);
+    const char *argv[] = {"LLEN", q};
+    redisReply *r = raw_cmd(c, 2, argv);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static void await_queue_len(redisContext *c, const char *key, long long n) {
+    uint64_t until = now_ns() + secs_ns(10);
+    while (queue_len(c, key) < n) {
+        if (now_ns() > until) {
+            die("deadwaiter: waiters did not queue on %s", key);
+        }
+        sleep_ns(2000000);
+    }
+}
+
+/* A waiter process: blocking acquire, then the time it returned, into *at. */
+static pid_t spawn_dead_waiter(const char *url, const char *key, volatile uint64_t *at) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        die("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        dlock_client *c = lib_open(url, 0);
+        dlock_lock *l;
+        lib_check(dlock_lock_new(&l, c, key, NULL), "lock_new");
+        dlock_acquire_options ao = {.wait_ms = 40000};
+        int rc = dlock_lock_acquire(l, &ao);
+        *at = rc == DLOCK_OK ? now_ns() : 0;
+        if (rc == DLOCK_OK) {
+            dlock_lock_release(l);
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+static uint64_t dead_waiter_round(const char *url, redisContext *raw, int round, int gap_ms,
+                                  volatile uint64_t *at) {
+    char key[64];
+    snprintf(key, sizeof key, KEY_PREFIX "dead:%d:%d", (int)getpid(), round);
+    dlock_client *c = lib_open(url, 0);
+    dlock_lock *holder;
+    lib_check(dlock_lock_new(&holder, c, key, NULL), "lock_new");
+    lib_check(dlock_lock_acquire(holder, NULL), "acquire");
+    *at = 0;
+    pid_t dead = spawn_dead_waiter(url, key, at);
+    await_queue_len(raw, key, 1);
+    pid_t live = spawn_dead_waiter(url, key, at);
+    await_queue_len(raw, key, 2);
+    kill(dead, SIGKILL);
+    waitpid(dead, NULL, 0);
+    sleep_ns((uint64_t)gap_ms * 1000000u);
+    uint64_t released = now_ns();
+    lib_check(dlock_lock_release(holder), "release");
+    int st;
+    waitpid(live, &st, 0);
+    dlock_lock_free(holder);
+    dlock_client_close(c);
+    if (*at == 0) {
+        die("deadwaiter: the live waiter did not get the lock");
+    }
+    return *at - released;
+}
+
+static void mode_deadwaiter(const char *url) {
+    const char *tr = transport_of(url);
+    redisContext *raw = raw_connect(url);
+    volatile uint64_t *at =
+        mmap(NULL, sizeof *at, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (at == MAP_FAILED) {
+        die("mmap: %s", strerror(errno));
+    }
+    static const int gaps[] = {0, 100, 2500};
+    for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+        samples s;
+        memset(&s, 0, sizeof s);
+        int rounds = gaps[g] > 1000 ? 3 : DEAD_ROUNDS;
+        uint64_t worst = 0;
+        for (int i = 0; i < rounds; i++) {
+            uint64_t idle = dead_waiter_round(url, raw, (int)g * 100 + i, gaps[g], at);
+            s_add(&s, idle);
+            worst = idle > worst ? idle : worst;
+        }
+        char op[48], name[96];
+        snprintf(op, sizeof op, "kill, %d ms, release", gaps[g]);
+        result *r = add_result(tr, "dead-waiter", op, "dlock", &s, 0);
+        snprintf(r->note, sizeof r->note, "release -> next live waiter; max %.1f ms over %d",
+                 (double)worst / 1e6, rounds);
+        fprintf(stderr, "        %s\n", r->note);
+        snprintf(name, sizeof name,
+                 "%s: dead waiter (released %d ms after its kill) costs the "
+                 "next, max",
+                 tr, gaps[g]);
+        add_check(name, (double)worst / 1e6, 1000, 0, "ms");
+        s_free(&s);
+    }
+    munmap((void *)at, sizeof *at);
+    redisFree(raw);
 }
 
 /* ---- (c) many distinct ids ------------------------------------------------------------------ */
@@ -1666,6 +1793,9 @@ int main(int argc, char **argv) {
         }
         if (mode_on("contend")) { /* REST cannot subscribe: its waiters poll (no raw limit) */
             mode_contend(url);
+        }
+        if (mode_on("deadwaiter") && !rest) { /* REST waiters poll: there is no queue */
+            mode_deadwaiter(url);
         }
         if (mode_on("keys") && !rest) { /* needs a raw client to fill the keyspace */
             mode_keys(url);

@@ -33,6 +33,8 @@
 
 enum { MODE_QUEUE = 0, MODE_TRY = 1, MODE_LEAVE = 2 };
 
+int dlock__queue_confirm_grants;
+
 struct dlock__queue {
     dlock_client *client;
     const char *id; /* borrowed from the lock, like fence_key */
@@ -333,7 +335,8 @@ int dlock__queue_wait(dlock__queue *q, const char *token, size_t token_len, int6
             if (await_grant(q, token, token_len, now + (step < left ? step : left), cancel,
                             &fence)) {
                 /* The grant postdates the try sent at sent_at: count the lease from there. */
-                if (lease - (dlock__now_ms() - sent_at) > lease / 2) {
+                if (!dlock__queue_confirm_grants &&
+                    lease - (dlock__now_ms() - sent_at) > lease / 2) {
                     *g = (dlock__grant){fence, sent_at, lease};
                     return DLOCK_OK;
                 }

@@ -18,6 +18,10 @@ typedef struct dlock__grant {
     int64_t ms;
 } dlock__grant;
 
+/* For the benchmark's comparison of the two hand-off protocols only: when set, a grant message is
+ * a wake-up that the next try confirms (one more round trip), instead of the grant itself. */
+extern int dlock__queue_confirm_grants;
+
 /* Makes the queue of lock `id`. fence_key is borrowed: it must outlive the queue. Returns
  * DLOCK_OK, DLOCK_EINVAL (no second key can share id's Cluster slot: *out stays NULL and the
  * lock goes without a queue), or DLOCK_ENOMEM. Nothing is sent to Redis. */
