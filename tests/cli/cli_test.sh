@@ -364,6 +364,40 @@ check "SIGTERM: exit 143 (got $rc)" test "$rc" = 143
 check "SIGTERM: child gone" sh -c "! kill -0 $(cat "$TMP/st.pid") 2>/dev/null"
 check "SIGTERM: lock released" sh -c "! [ \"\$(redis-cli -p $main_PORT exists st)\" = 1 ]"
 
+# SIGKILL to dlock run: nobody renews the lease any more, so the command must not outlive dlock
+# (the kernel sends it SIGKILL when dlock dies: PR_SET_PDEATHSIG). The lock stays until its lease
+# ends, since nobody released it.
+gone() { # gone PID: no such process, or only a zombie waiting to be reaped by init
+    [ ! -e "/proc/$1" ] || grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null
+}
+gone_within_1s() { # gone_within_1s PID
+    local i
+    for i in $(seq 1 20); do
+        gone "$1" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+rm -f "$TMP/pk.pid"
+"$D" run -l 3s pk -- sh -c "echo \$\$ >'$TMP/pk.pid'; exec sleep 30" &
+pid=$!
+wait_for test -s "$TMP/pk.pid"
+wait_for held pk
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+check "SIGKILL to run: the command is gone within 1 s" gone_within_1s "$(cat "$TMP/pk.pid")"
+check "SIGKILL to run: the lock stays until its lease ends" held pk
+kill -KILL "$(cat "$TMP/pk.pid")" 2>/dev/null # before the fix: do not leave it behind
+rcli del pk >/dev/null
+rm -f "$TMP/dk.pid"
+"$D" debounce -w 100ms dk -- sh -c "echo \$\$ >'$TMP/dk.pid'; exec sleep 30" &
+pid=$!
+wait_for test -s "$TMP/dk.pid"
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+check "SIGKILL to debounce: the command is gone within 1 s" gone_within_1s "$(cat "$TMP/dk.pid")"
+kill -KILL "$(cat "$TMP/dk.pid")" 2>/dev/null
+
 # SIGINT and SIGHUP are passed on too; a child that handles them decides the status. (bash
 # starts background commands with SIGINT ignored, which the command would inherit; env restores
 # the default.)
