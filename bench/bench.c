@@ -32,60 +32,40 @@
 #define MAX_RESULTS 256
 #define KEY_PREFIX  "dlockbench:"
 
-/* The scripts the library sends, read at run time from src/script.c (DLOCK_SCRIPT_C, set by
- * CMake), so the raw-hiredis limit sends exactly the Redis work the library sends even as the
- * scripts change. mode_cycle checks that the library really ran the same release script (SCRIPT
- * EXISTS after a library release) and says so in the table if not. */
-#ifndef DLOCK_SCRIPT_C
-#define DLOCK_SCRIPT_C "src/script.c"
+/* The scripts the library sends, read at run time from src/lua (DLOCK_LUA_DIR, set by CMake:
+ * the same files the library embeds), so the raw-hiredis limit sends exactly the Redis work the
+ * library sends even as the scripts change. mode_cycle checks that the library really ran the
+ * same release script (SCRIPT EXISTS after a library release) and says so in the table if not. */
+#ifndef DLOCK_LUA_DIR
+#define DLOCK_LUA_DIR "src/lua"
 #endif
 
 static char *release_body, *extend_body, *incr_body;
 
 static void die(const char *fmt, ...);
 
-/* The body of `dlock__script NAME = { .body = "..." "..." };` with C escapes undone. */
-static char *script_from_source(const char *src, const char *name) {
-    char pat[128];
-    snprintf(pat, sizeof pat, "%s = {", name);
-    const char *p = strstr(src, pat);
-    if (p == NULL) {
-        die("%s: no script %s", DLOCK_SCRIPT_C, name);
+static char *read_script(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.lua", DLOCK_LUA_DIR, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        die("cannot read %s: %s", path, strerror(errno));
     }
-    const char *end = strstr(p, "};");
-    char *out = malloc(strlen(src) + 1), *o = out;
-    if (out == NULL || end == NULL) {
-        die("%s: cannot read script %s", DLOCK_SCRIPT_C, name);
+    static const size_t max = 1 << 17;
+    char *body = malloc(max);
+    size_t n = body != NULL ? fread(body, 1, max - 1, f) : 0;
+    fclose(f);
+    if (body == NULL || n == 0) {
+        die("cannot read %s", path);
     }
-    for (p = strstr(p, ".body"); p != NULL && p < end; p++) {
-        if (*p != '"') {
-            continue;
-        }
-        for (p++; *p != '"'; p++) {
-            if (*p == '\\') {
-                p++;
-                *o++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
-            } else {
-                *o++ = *p;
-            }
-        }
-    }
-    *o = '\0';
-    return out;
+    body[n] = '\0';
+    return body;
 }
 
 static void load_scripts(void) {
-    FILE *f = fopen(DLOCK_SCRIPT_C, "r");
-    if (f == NULL) {
-        die("cannot read %s: %s", DLOCK_SCRIPT_C, strerror(errno));
-    }
-    static char src[1 << 17];
-    size_t n = fread(src, 1, sizeof src - 1, f);
-    src[n] = '\0';
-    fclose(f);
-    release_body = script_from_source(src, "dlock__script_release_handoff");
-    extend_body = script_from_source(src, "dlock__script_extend");
-    incr_body = script_from_source(src, "dlock__script_incr_expire");
+    release_body = read_script("queue_release");
+    extend_body = read_script("extend");
+    incr_body = read_script("incr_expire");
 }
 
 /* ---- Configuration ------------------------------------------------------------------------- */
@@ -563,15 +543,15 @@ static int raw_set_nx(raw_ctx *x, const char *key) {
 }
 
 /* The library's release for ids that have sibling keys (all ids without braces): the hand-off
- * script with the queue, waiters and fence keys "{ID}:NAME" and the channel "dlock:grant:ID". */
+ * script with the queue, waiters and fence keys "{ID}:NAME" and the grant channel prefix. */
 static void raw_release(raw_ctx *x, const char *key) {
     char q[128], w[128], fe[128], ch[128];
     snprintf(q, sizeof q, "{%s}:queue", key);
     snprintf(w, sizeof w, "{%s}:waiters", key);
     snprintf(fe, sizeof fe, "{%s}:fence", key);
-    snprintf(ch, sizeof ch, "dlock:grant:%s", key);
-    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch};
-    raw_do(x->c, 9, argv);
+    snprintf(ch, sizeof ch, "{%s}:grant:", key);
+    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch, "publish"};
+    raw_do(x->c, 10, argv);
 }
 
 static int step_raw_cycle(void *ctx, int phase) {
