@@ -322,7 +322,8 @@ typedef struct dlock_debounce dlock_debounce;
 typedef void (*dlock_debounce_fn)(const void *arg, size_t len, void *userdata);
 
 /* Receives the failure of an asynchronous dlock_debounce_call (e.g. Redis unreachable). rc is a
- * negative code; msg names the cause (valid during the callback only). */
+ * negative code; msg names the cause (valid during the callback only). Runs on the handle's
+ * deciding thread, in call order, never at the same time as the handle's dlock_debounce_fn. */
 typedef void (*dlock_debounce_error_fn)(int rc, const char *msg, void *userdata);
 
 typedef struct dlock_debounce_options {
@@ -341,13 +342,20 @@ typedef struct dlock_debounce_options {
 DLOCK_API int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *id,
                                  const dlock_debounce_options *options);
 
-/* Counts one call and returns at once, like calling the seed's call() without awaiting it. The
- * library copies `arg` (len bytes; arg may be NULL if len is 0), then, on a thread of its own
- * (started by the first call): INCR id, waits wait_ms, GET id, and runs the callback on that
- * thread if no other call (from any process) came in between. Decisions of one handle run one
- * after another on that thread, so a slow callback delays later decisions of the same handle.
- * Returns DLOCK_OK (queued), DLOCK_EINVAL, DLOCK_ENOMEM, DLOCK_ESYS (thread could not start).
- * Network errors are reported to error_callback, later. */
+/* Counts one call and returns at once, like calling the seed's call() without awaiting it (the
+ * seed sends its INCR before its first await). The library copies `arg` (len bytes; arg may be
+ * NULL if len is 0) and passes the call to the handle's two threads (started by its first call):
+ * - the counting thread sends INCR id at once, whatever the callback is doing (a handle's INCRs
+ *   go one at a time, in call order). So a call counts from when it is made: it supersedes
+ *   earlier calls and is superseded by later ones, of any handle or process, as in the seed;
+ * - the deciding thread waits wait_ms from the INCR's reply, GETs id, and runs the callback if no
+ *   other call came in between. Decisions of one handle run one after another, in call order, on
+ *   this thread, so a slow callback delays the decisions of later calls of the same handle (never
+ *   their counting); a decision made late is also superseded by calls made after its wait ended,
+ *   up to its GET.
+ * Returns DLOCK_OK (queued), DLOCK_EINVAL, DLOCK_ENOMEM, DLOCK_ESYS (a thread could not start).
+ * The INCR is not awaited, so its failure is not in the return code: network errors are reported
+ * to error_callback, later. */
 DLOCK_API int dlock_debounce_call(dlock_debounce *debounce, const void *arg, size_t len);
 
 /* Counts one call and blocks for the wait, like `await call()`: INCR, wait, GET, and runs the
@@ -361,7 +369,7 @@ DLOCK_API int dlock_debounce_call_sync(dlock_debounce *debounce, const void *arg
  * Returns DLOCK_OK, or DLOCK_EINVAL for NULL. Must not be called from the callback. */
 DLOCK_API int dlock_debounce_flush(dlock_debounce *debounce);
 
-/* Flushes, stops the handle's thread and frees the handle. NULL is a no-op. Must not be called
+/* Flushes, stops the handle's threads and frees the handle. NULL is a no-op. Must not be called
  * from the callback. */
 DLOCK_API void dlock_debounce_free(dlock_debounce *debounce);
 
