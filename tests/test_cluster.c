@@ -494,6 +494,62 @@ static void test_subscribe_follows_slot(void **state) {
     dlock_client_close(c);
 }
 
+typedef struct waiter {
+    dlock_client *c;
+    const char *id;
+    int rc;
+    int64_t done_at;
+} waiter;
+
+static void *wait_for_lock(void *arg) {
+    waiter *w = arg;
+    dlock_lock *l = NULL;
+    w->rc = dlock_lock_new(&l, w->c, w->id, NULL);
+    if (w->rc == DLOCK_OK) {
+        dlock_acquire_options a = {.wait_ms = 10000};
+        w->rc = dlock_lock_acquire(l, &a);
+        w->done_at = dlt_now_ms();
+        if (w->rc == DLOCK_OK) {
+            w->rc = dlock_lock_release(l);
+        }
+    }
+    dlock_lock_free(l);
+    return NULL;
+}
+
+/* The wait queue on a cluster: the waiter subscribes with SSUBSCRIBE at the id's master (its
+ * grant channel is in the id's slot), and a release hands over with SPUBLISH, waking it at once
+ * rather than at its next poll. */
+static void test_wait_handoff(void **state) {
+    (void)state;
+    dlock_client *c = open_cluster();
+    const char *id = id_on(0, "handoff");
+    int owner = master_of_slot(slot_of(id));
+    dlock_lock *holder = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w = {c, id, 1, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_for_lock, &w);
+    int64_t until = dlt_now_ms() + dlt_slow(5000);
+    size_t subscribed = 0;
+    while (subscribed == 0 && dlt_now_ms() < until) {
+        dlt_sleep_ms(20);
+        redisReply *r = on_port(owner, "PUBSUB SHARDCHANNELS {%s}:grant:*", id);
+        subscribed = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        freeReplyObject(r);
+    }
+    assert_int_equal(subscribed, 1);
+    dlt_sleep_ms(100); /* let it queue */
+    int64_t released = dlt_now_ms();
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    pthread_join(t, NULL);
+    dlt_assert_rc(w.rc, DLOCK_OK);
+    print_message("hand-off took %lld ms\n", (long long)(w.done_at - released));
+    assert_true(w.done_at - released < dlt_slow(200)); /* polls come every 250-500 ms */
+    dlock_lock_free(holder);
+    dlock_client_close(c);
+}
+
 /* A slot that no master serves takes the cluster down: dlock reports Redis's CLUSTERDOWN as a
  * server error, never as "not acquired". */
 static void test_clusterdown(void **state) {
@@ -603,6 +659,7 @@ int main(void) {
         cmocka_unit_test(test_ask_during_migration),
         cmocka_unit_test(test_tryagain),
         cmocka_unit_test(test_subscribe_follows_slot),
+        cmocka_unit_test(test_wait_handoff),
         cmocka_unit_test(test_clusterdown),
         cmocka_unit_test(test_failover),
     };
