@@ -32,6 +32,8 @@ static void config_free(dlock__config *cfg) {
     free(cfg->username);
     free_secret(cfg->password);
     free_secret(cfg->rest_token);
+    free(cfg->sentinel_username);
+    free_secret(cfg->sentinel_password);
     free(cfg->tls_ca_file);
     free(cfg->tls_ca_dir);
     free(cfg->tls_cert_file);
@@ -46,6 +48,41 @@ static int check_timeout(int v, const char *name) {
         return dlock__err(DLOCK_EINVAL, "option %s must be >= 0 (0 = default), got %d", name, v);
     }
     return DLOCK_OK;
+}
+
+static void add_host(char *buf, size_t size, const char *host, int port) {
+    size_t n = strlen(buf);
+    snprintf(buf + n, size - n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+/* "redis://host:port/db", with a host list and the master's name for sentinels; no secrets. */
+static void make_display(const dlock__url *u, char *buf, size_t size) {
+    int tls = u->scheme == DLOCK__SCHEME_REDISS;
+    switch (u->scheme) {
+    case DLOCK__SCHEME_UNIX:
+        snprintf(buf, size, "unix://%s", u->path);
+        break;
+    case DLOCK__SCHEME_HTTP:
+    case DLOCK__SCHEME_HTTPS:
+        snprintf(buf, size, "%s", u->path);
+        return;
+    default:
+        snprintf(buf, size, "%s%s://", tls ? "rediss" : "redis", u->sentinel ? "-sentinel" : "");
+        add_host(buf, size, u->host, u->port);
+        for (size_t i = 0; i < u->nextra; i++) {
+            size_t n = strlen(buf);
+            snprintf(buf + n, size - n, ",");
+            add_host(buf, size, u->extra[i].host, u->extra[i].port);
+        }
+    }
+    size_t n = strlen(buf);
+    if (u->db != 0) {
+        snprintf(buf + n, size - n, "/%d", u->db);
+        n = strlen(buf);
+    }
+    if (u->sentinel) {
+        snprintf(buf + n, size - n, "#%.100s", u->master_name);
+    }
 }
 
 static int config_init(dlock__config *cfg, const char *url, const dlock_client_options *o) {
@@ -79,25 +116,12 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
     cfg->tls_key_file = dup_opt(o->tls_key_file, &oom);
     cfg->tls_server_name = dup_opt(o->tls_server_name, &oom);
     cfg->rest_token = dup_opt(o->rest_token, &oom);
+    cfg->sentinel_username = dup_opt(o->sentinel_username, &oom);
+    cfg->sentinel_password = dup_opt(o->sentinel_password, &oom);
 
     const dlock__url *u = &cfg->url;
     char display[600];
-    switch (u->scheme) {
-    case DLOCK__SCHEME_UNIX:
-        snprintf(display, sizeof display, "unix://%s", u->path);
-        break;
-    case DLOCK__SCHEME_HTTP:
-    case DLOCK__SCHEME_HTTPS:
-        snprintf(display, sizeof display, "%s", u->path);
-        break;
-    default:
-        snprintf(display, sizeof display, strchr(u->host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
-                 u->scheme == DLOCK__SCHEME_REDISS ? "rediss" : "redis", u->host, u->port);
-    }
-    if (u->db != 0 && u->scheme != DLOCK__SCHEME_HTTP && u->scheme != DLOCK__SCHEME_HTTPS) {
-        size_t n = strlen(display);
-        snprintf(display + n, sizeof display - n, "/%d", u->db);
-    }
+    make_display(u, display, sizeof display);
     cfg->display = dup_opt(display, &oom);
     if (oom) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
@@ -113,8 +137,6 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
     return DLOCK_OK;
 }
 
-/* One round trip on the first connection: INFO cluster says whether the server is a cluster
- * node. Any error reply (INFO refused by an ACL, a proxy without INFO) means "not a cluster". */
 static int probe_cluster(dlock_client *c, int *yes) {
     *yes = 0;
     if (c->tp != &dlock__resp_transport || c->cfg.url.scheme == DLOCK__SCHEME_UNIX) {
@@ -137,15 +159,38 @@ static int probe_cluster(dlock_client *c, int *yes) {
 /* Connects once now, so a wrong address, certificate or password is reported here; then finds
  * out whether this is a cluster and, if so, reads its slot map. */
 static int client_connect(dlock_client *c, int pool_size) {
-    int rc = dlock__node_new(&c->cfg, c->tp, pool_size, NULL, 0, &c->node);
-    dlock__conn *conn;
-    if (rc != DLOCK_OK || (rc = dlock__node_connect(c->node, &conn)) != DLOCK_OK) {
-        return rc;
+    const dlock__url *u = &c->cfg.url;
+    if (u->sentinel) {
+        return dlock__sentinel_new(&c->cfg, c->tp, pool_size, &c->sentinel);
     }
-    dlock__node_give_back(c->node, conn);
+    /* The seeds in turn, until one answers. */
+    int rc = DLOCK_ECONNECT;
+    for (size_t i = 0; i <= u->nextra && c->node == NULL; i++) {
+        const char *host = i > 0 ? u->extra[i - 1].host : NULL;
+        int port = i > 0 ? u->extra[i - 1].port : 0;
+        dlock__conn *conn;
+        if ((rc = dlock__node_new(&c->cfg, c->tp, pool_size, host, port, &c->node)) != DLOCK_OK) {
+            return rc;
+        }
+        if ((rc = dlock__node_connect(c->node, &conn)) != DLOCK_OK) {
+            dlock__node_free(c->node);
+            c->node = NULL;
+            continue;
+        }
+        dlock__node_give_back(c->node, conn);
+    }
+    if (c->node == NULL) {
+        return u->nextra > 0 ? dlock__err_prefix(rc, "no seed answered; the last") : rc;
+    }
     int cluster;
     if ((rc = probe_cluster(c, &cluster)) != DLOCK_OK) {
         return rc;
+    }
+    if (!cluster && u->nextra > 0) {
+        return dlock__err(DLOCK_EINVAL,
+                          "%s: several hosts are seeds of a Redis Cluster, but %s is not a "
+                          "cluster node (for Sentinel use redis-sentinel://)",
+                          c->cfg.display, dlock__node_display(c->node));
     }
     if (cluster) {
         if ((rc = dlock__cluster_new(&c->cfg, c->tp, pool_size, c->node, &c->cluster)) !=
@@ -221,6 +266,7 @@ void dlock_client_close(dlock_client *c) {
         return;
     }
     dlock__cluster_free(c->cluster);
+    dlock__sentinel_free(c->sentinel);
     dlock__node_free(c->node);
     c->tp->fini(c->cfg.tp_state);
     config_free(&c->cfg);
@@ -237,7 +283,14 @@ int dlock__client_exec_key(dlock_client *c, int key, const dlock__cmd *cmds, siz
     if (c->cluster != NULL) {
         return dlock__cluster_exec(c->cluster, key, cmds, n, replies, deadline, sent);
     }
+    if (c->sentinel != NULL) {
+        return dlock__sentinel_exec(c->sentinel, cmds, n, replies, deadline, sent);
+    }
     return dlock__node_exec(c->node, cmds, n, replies, deadline, sent);
+}
+
+dlock__node *dlock__client_node(dlock_client *c) {
+    return c->sentinel != NULL ? dlock__sentinel_master(c->sentinel) : c->node;
 }
 
 int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,

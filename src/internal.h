@@ -86,14 +86,23 @@ typedef enum dlock__scheme {
     DLOCK__SCHEME_HTTPS,
 } dlock__scheme;
 
+typedef struct dlock__hostport {
+    char *host;
+    int port;
+} dlock__hostport;
+
 typedef struct dlock__url {
-    dlock__scheme scheme;
-    char *host;     /* without brackets; NULL for unix */
-    int port;       /* 0 for unix */
-    char *path;     /* unix socket path; for http(s) the whole URL without credentials */
-    int db;         /* SELECT db; 0 = none */
-    char *username; /* percent-decoded; NULL if absent */
-    char *password; /* percent-decoded; NULL if absent */
+    dlock__scheme scheme;   /* REDIS or REDISS for the sentinel schemes too (TLS or not) */
+    char *host;             /* without brackets; NULL for unix */
+    int port;               /* 0 for unix */
+    dlock__hostport *extra; /* the rest of a host list "h1:p1,h2:p2,..." (seeds, sentinels) */
+    size_t nextra;
+    int sentinel;      /* redis-sentinel:// or rediss-sentinel://: the hosts are sentinels */
+    char *master_name; /* sentinel: the #fragment, percent-decoded */
+    char *path;        /* unix socket path; for http(s) the whole URL without credentials */
+    int db;            /* SELECT db; 0 = none */
+    char *username;    /* percent-decoded; NULL if absent */
+    char *password;    /* percent-decoded; NULL if absent */
 } dlock__url;
 
 /* Parses `text`. Returns DLOCK_OK, EINVAL (with a message that never contains the password) or
@@ -172,9 +181,10 @@ typedef struct dlock__config {
     char *username, *password; /* effective credentials (options override URL) */
     char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
     int tls_insecure;
-    char *rest_token; /* Upstash REST bearer token; never printed */
-    char *display;    /* "redis://host:port/db", no secrets; used as the message prefix */
-    void *tp_state;   /* the transport's own per-client state (its init hook); opaque here */
+    char *rest_token;                            /* Upstash REST bearer token; never printed */
+    char *sentinel_username, *sentinel_password; /* for the sentinels only; never printed */
+    char *display;  /* "redis://host:port/db", no secrets; used as the message prefix */
+    void *tp_state; /* the transport's own per-client state (its init hook); opaque here */
 } dlock__config;
 
 /* ---- transport.h-style table: how a connection talks to its server ---- */
@@ -233,9 +243,9 @@ void dlock__tls_error_text(char *buf, size_t size);
 
 typedef struct dlock__node dlock__node;
 
-/* A node for base's server (host NULL: base is used as it is, and must outlive the node) or for
- * host:port with base's credentials, TLS settings and transport state (db 0). It connects only
- * when first used. */
+/* A node for base's server (host NULL: base is used as it is) or for host:port with base's
+ * credentials, db, TLS settings and transport state. base must outlive the node. It connects
+ * only when first used. */
 int dlock__node_new(const dlock__config *base, const dlock__transport *tp, int pool_size,
                     const char *host, int port, dlock__node **out);
 void dlock__node_free(dlock__node *n);
@@ -275,14 +285,34 @@ dlock__node *dlock__cluster_follow(dlock__cluster *cl, const dlock__reply *redir
 /* Re-reads the slot map unless that was done moments ago. */
 void dlock__cluster_refresh(dlock__cluster *cl, int64_t deadline);
 
+/* ---- sentinel.c: the master of a Sentinel group ---- */
+
+typedef struct dlock__sentinel dlock__sentinel;
+
+/* Asks cfg's sentinels (url.host and url.extra) for the master named url.master_name and
+ * confirms it with ROLE, within the connect deadline. */
+int dlock__sentinel_new(const dlock__config *cfg, const dlock__transport *tp, int pool_size,
+                        dlock__sentinel **out);
+void dlock__sentinel_free(dlock__sentinel *s);
+/* The current master (never NULL after a successful dlock__sentinel_new). */
+dlock__node *dlock__sentinel_master(dlock__sentinel *s);
+/* Runs the commands on the master, asking the sentinels again after a connection error or a
+ * READONLY / UNBLOCKED reply, and resending what cannot have run, before deadline. */
+int dlock__sentinel_exec(dlock__sentinel *s, const dlock__cmd *cmds, size_t n,
+                         dlock__reply *replies, int64_t deadline, int *sent);
+
 /* ---- client.c: the client, which routes each command to a node ---- */
 
 struct dlock_client {
     dlock__config cfg;
     const dlock__transport *tp;
-    dlock__node *node;       /* the one server, when not a cluster */
-    dlock__cluster *cluster; /* when the URL named a node of a Redis Cluster */
+    dlock__node *node;         /* the one server, when neither of the below */
+    dlock__cluster *cluster;   /* when the URL named a node of a Redis Cluster */
+    dlock__sentinel *sentinel; /* for redis-sentinel:// URLs */
 };
+
+/* The server that is not a cluster: the one of the URL, or the Sentinel group's master now. */
+dlock__node *dlock__client_node(dlock_client *c);
 
 /* Runs n pipelined commands with the command deadline on the server that owns their key: the
  * one server, or on a Cluster the master of the slot of argument `key` of cmds[0] (all the

@@ -42,16 +42,19 @@ int dlock__node_new(const dlock__config *base, const dlock__transport *tp, int p
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
     if (host != NULL) {
-        /* Another server of the same deployment: same credentials, TLS settings and transport
-         * state, its own address. A cluster has only db 0. */
+        /* Another server of the same deployment: same credentials, db, TLS settings and
+         * transport state, its own address. */
         char display[300];
         snprintf(display, sizeof display, strchr(host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
                  base->url.scheme == DLOCK__SCHEME_REDISS ? "rediss" : "redis", host, port);
+        if (base->url.db != 0) {
+            size_t k = strlen(display);
+            snprintf(display + k, sizeof display - k, "/%d", base->url.db);
+        }
         n->own_addr = 1;
         n->cfg.url.host = strdup(host);
         n->cfg.url.port = port;
         n->cfg.url.path = NULL;
-        n->cfg.url.db = 0;
         n->cfg.display = strdup(display);
         if (n->cfg.url.host == NULL || n->cfg.display == NULL) {
             dlock__node_free(n);

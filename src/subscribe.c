@@ -62,7 +62,7 @@ int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__con
     dlock__cmd cmd = {2, argv, lens};
     if (c->cluster == NULL) {
         dlock__reply unused;
-        return subscribe_at(c, c->node, &cmd, out, &unused);
+        return subscribe_at(c, dlock__client_node(c), &cmd, out, &unused);
     }
     dlock__node *node = dlock__cluster_node_for(c->cluster, (int)dlock__key_slot(channel, len));
     for (int hop = 0; hop < MAX_HOPS && node != NULL; hop++) {
