@@ -271,6 +271,19 @@ static void test_ids_on_every_master(void **state) {
     dlock_client_close(c);
 }
 
+/* Seeds: the first is down, the second answers. */
+static void test_seed_list(void **state) {
+    (void)state;
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d,127.0.0.1:%d", dlt_closed_port(), node_port(2));
+    dlock_client *c = dlt_open(url, NULL);
+    dlock_lock *l = dlt_lock_new(c, id_on(0, "seeds"), NULL);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    dlock_lock_free(l);
+    dlock_client_close(c);
+}
+
 /* A replica's URL is as good as a master's. */
 static void test_open_through_replica(void **state) {
     (void)state;
@@ -655,6 +668,7 @@ int main(void) {
         cmocka_unit_test(test_key_slot),
         cmocka_unit_test(test_ids_on_every_master),
         cmocka_unit_test(test_open_through_replica),
+        cmocka_unit_test(test_seed_list),
         cmocka_unit_test(test_moved_while_held),
         cmocka_unit_test(test_ask_during_migration),
         cmocka_unit_test(test_tryagain),
