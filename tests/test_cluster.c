@@ -393,7 +393,8 @@ static void *finish_later(void *arg) {
     redisContext *src = redisConnect("127.0.0.1", f->from);
     redisReply *r = redisCommand(src, "MIGRATE 127.0.0.1 %d %s 0 5000", f->to, f->key);
     freeReplyObject(r);
-    redisReply *id = redisCommand(redisConnect("127.0.0.1", f->to), "CLUSTER MYID");
+    redisContext *dst = redisConnect("127.0.0.1", f->to);
+    redisReply *id = redisCommand(dst, "CLUSTER MYID");
     for (int n = 1; n <= NODES; n++) {
         char key[64];
         snprintf(key, sizeof key, "DLOCK_TEST_CLUSTER_PORT_%d", n);
@@ -403,6 +404,7 @@ static void *finish_later(void *arg) {
         redisFree(x);
     }
     freeReplyObject(id);
+    redisFree(dst);
     redisFree(src);
     return NULL;
 }
