@@ -75,7 +75,7 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_EHTTP     -10 /* REST transport: an HTTP status other than 2xx/400/401 */
 #define DLOCK_ESTATE    -11 /* the call is not valid in the handle's current state */
 #define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
-#define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; nothing is held */
+#define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; the call holds nothing */
 
 /* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
  * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
@@ -254,7 +254,9 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * Every path that ends a blocking acquire without the lock (deadline, error, cancel) leaves the
  * wait queue in the same call, or, when Redis cannot be reached to leave it, closes the
  * subscription so that no release hands the lock to it.
- * Returns DLOCK_ECANCELED when dlock_lock_cancel stopped it (nothing is held then).
+ * Returns DLOCK_ECANCELED when dlock_lock_cancel stopped it: the handle holds nothing; if Redis
+ * could not be reached to leave the queue, the message says so, and a lock handed to the call
+ * in that moment expires with its lease.
  * Thread-safety: one thread at a time per handle. */
 DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *options);
 
