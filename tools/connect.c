@@ -75,10 +75,24 @@ static const char *nonempty_env(const char *name) {
     return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
+void cli_scrub_secrets(void) {
+    static const char *const secrets[] = {"DLOCK_PASSWORD", "REDISCLI_AUTH",
+                                          "UPSTASH_REDIS_REST_TOKEN"};
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        unsetenv(secrets[i]);
+    }
+}
+
 int cli_connect(const cli_common *c, dlock_client **out) {
     dlock_client_options o = {0};
     const char *url;
     *out = NULL;
+    if (c->url != NULL && url_has_password(c->url)) {
+        /* Any user can read a command line (ps, /proc/PID/cmdline): refuse rather than use it. */
+        cli_error("--url must not carry a password: the command line is readable by every user "
+                  "(ps); give it with --password-file FILE or DLOCK_PASSWORD, or in REDIS_URL");
+        return CLI_EX_USAGE;
+    }
     if (c->url != NULL) {
         url = c->url;
         server_source = "--url";
@@ -136,6 +150,8 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     int rc = dlock_client_open(out, url, &o);
     free_secret(password);
     free_secret(token);
+    /* The library has its copies: the commands dlock runs must not inherit the secrets. */
+    cli_scrub_secrets();
     if (rc < 0) {
         return cli_fail(rc, NULL);
     }
