@@ -91,7 +91,9 @@ DLOCK_API const char *dlock_version(void);
 DLOCK_API const char *dlock_strerror(int rc);
 
 /* The detailed message of the last failure of a dlock call made on the calling thread, e.g.
- * "127.0.0.1:6379: connection refused". Returns "" if no call on this thread has failed.
+ * "127.0.0.1:6379: connection refused". Returns "" if no call on this thread has failed. A
+ * successful call leaves "", and so does an outcome >= 0, except where its function says it
+ * explains one (an acquire on a handle that already holds the lock).
  * Ownership: the string belongs to the library (thread-local storage) and stays valid until the
  * next dlock call on the same thread. Thread-safety: each thread reads its own message. */
 DLOCK_API const char *dlock_errmsg(void);
@@ -239,6 +241,9 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * not retried until wait_ms), so "Redis is down" is never mistaken for "still waiting".
  * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
  * holds it after all attempts), or an error (EINVAL for bad options, EIO, ETIMEDOUT, ...).
+ * On a handle that still holds the lock it returns DLOCK_NOT_ACQUIRED at once, as the seed's
+ * second acquire fails, and dlock_errmsg() says "this handle already holds the lock" (one GET
+ * finds that out; a blocking acquire does not wait for itself).
  * A failed acquire leaves a token the handle already held untouched.
  * Every path that ends a blocking acquire without the lock (deadline, error, cancel) leaves the
  * wait queue in the same call, or, when Redis cannot be reached to leave it, closes the
