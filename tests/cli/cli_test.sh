@@ -3,9 +3,13 @@
 #
 #   tests/cli/cli_test.sh PATH/TO/dlock
 #
-# Starts two private servers on free ports in a temp dir (one open, one with a password), stops
-# them by PID at exit, and prints "N passed, N failed" as its last line; exits 1 on any failure.
-# Needs bash, coreutils, redis-server and redis-cli (Debian: redis-server redis-tools).
+# Runs against the servers of the CTest fixture (tests/harness/redis-env.sh) named by
+# DLOCK_TEST_ENV_DIR, as the other suites do: the plain one (its database 11, so that no other
+# suite's keys meet these) and the one with a password. Run by hand without it, the script starts
+# such a fixture of its own. The destructive test (SIGSTOP) gets a private server. Every server
+# started here is stopped by PID at exit. Prints "N passed, N failed" as its last line; exits 1
+# on any failure. Needs bash, coreutils, python3, redis-server and redis-cli (Debian:
+# redis-server redis-tools).
 set -u
 
 DLOCK=${1:?usage: cli_test.sh PATH/TO/dlock}
@@ -20,7 +24,6 @@ command -v redis-server >/dev/null || {
 }
 
 TMP=$(mktemp -d /tmp/dlock-cli-test.XXXXXX)
-PASSWORD="pw-$RANDOM-$RANDOM-secret"
 REST_TOKEN="rest-$RANDOM-$RANDOM-token"
 ALL_OUTPUT=$TMP/all-output # every byte any dlock call printed, checked for secrets at the end
 : >"$ALL_OUTPUT"
@@ -29,70 +32,21 @@ FAILED=0
 
 # --- servers ----------------------------------------------------------------------------------
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+HARNESS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../harness" && pwd)
+# shellcheck source=../harness/redis-lib.sh
+. "$HARNESS/redis-lib.sh"
 
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        port_in_use "$p" || {
-            echo "$p"
-            return
-        }
-    done
-}
-
-# start_server NAME [redis-server options...]: starts a server, retrying on a port clash, and
-# sets NAME_PORT.
-start_server() {
-    local name=$1 port i try
-    shift
-    for try in 1 2 3 4 5; do
-        port=$(free_port)
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --daemonize yes --pidfile "$TMP/$name.pid" --logfile "$TMP/$name.log" --dir "$TMP" \
-            "$@" >/dev/null 2>&1
-        for i in $(seq 1 100); do
-            if [ -s "$TMP/$name.pid" ] && [ "$(redis-cli -p "$port" --no-auth-warning \
-                ${REDISCLI_AUTH_FOR:+-a "$REDISCLI_AUTH_FOR"} ping 2>/dev/null)" = PONG ]; then
-                printf -v "${name}_PORT" %s "$port"
-                return 0
-            fi
-            sleep 0.05
-        done
-        stop_server "$name"
-    done
-    echo "cli_test.sh: could not start redis-server ($name); see $TMP/$name.log" >&2
-    exit 2
-}
-
-stop_server() {
-    local pid i
-    pid=$(cat "$TMP/$1.pid" 2>/dev/null) || return 0
-    # Only a live redis-server: a stale PID file must never make us signal a reused PID.
-    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = redis-server ]; then
-        kill -CONT "$pid" 2>/dev/null # a test may have stopped it; SIGTERM waits for SIGCONT
-        kill -TERM "$pid" 2>/dev/null
-        for i in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -KILL "$pid" 2>/dev/null
-    fi
-    rm -f "$TMP/$1.pid"
-}
-
+OWN_ENV=
 cleanup() {
     # Children of this script (background dlock runs) first, by the PIDs we started.
     local pid
     for pid in $(jobs -p); do
         kill -TERM "$pid" 2>/dev/null
     done
-    stop_server main
-    stop_server auth
-    stop_server victim
+    dl_redis_stop "$TMP/victim.pid"
+    if [ -n "$OWN_ENV" ]; then
+        bash "$HARNESS/redis-env.sh" stop "$OWN_ENV" >/dev/null
+    fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -100,17 +54,29 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-start_server main
-REDISCLI_AUTH_FOR=$PASSWORD start_server auth --requirepass "$PASSWORD"
-URL=redis://127.0.0.1:$main_PORT
+ENV_DIR=${DLOCK_TEST_ENV_DIR:-}
+if [ -z "$ENV_DIR" ] || [ ! -f "$ENV_DIR/env" ]; then
+    OWN_ENV=$TMP/env
+    ENV_DIR=$OWN_ENV
+    bash "$HARNESS/redis-env.sh" start "$ENV_DIR" >/dev/null || exit 2
+fi
+# shellcheck source=/dev/null
+. "$ENV_DIR/env"
+main_PORT=$DLOCK_TEST_PORT
+auth_PORT=$DLOCK_TEST_ACL_PORT
+PASSWORD=$DLOCK_TEST_DEFAULT_PASS # the default user's, on the server with a password
+DB=11
+URL=redis://127.0.0.1:$main_PORT/$DB
 AUTH_URL=redis://127.0.0.1:$auth_PORT
-DEAD_URL=redis://127.0.0.1:$(free_port)
+DEAD_URL=redis://127.0.0.1:$(dl_free_port)
 export REDIS_URL=$URL
 unset UPSTASH_REDIS_REST_URL UPSTASH_REDIS_REST_TOKEN DLOCK_PASSWORD REDISCLI_AUTH
 
 rcli() {
-    redis-cli -p "$main_PORT" "$@"
+    redis-cli -p "$main_PORT" -n "$DB" "$@"
 }
+# Keys of an earlier run against the same fixture (a re-run of this test by hand).
+rcli flushdb >/dev/null
 
 # --- assertions -------------------------------------------------------------------------------
 
@@ -321,7 +287,7 @@ err_has "extend wrong token explained" "not held with this token"
 t "release wrong token" 1 "$D" release k1 wrong
 check "wrong release left the lock" held k1
 t "release with token from stdin" 0 sh -c "echo '$TOKEN' | '$D' release k1 -"
-check "release deleted the key" sh -c "! [ \"\$(redis-cli -p $main_PORT exists k1)\" = 1 ]"
+check "release deleted the key" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists k1)\" = 1 ]"
 t "release again" 1 "$D" release k1 "$TOKEN"
 t "extend after release" 1 "$D" extend k1 "$TOKEN" 5s
 t "acquire --fencing" 0 "$D" acquire --fencing -l 1s fk
@@ -359,11 +325,11 @@ done
 # --- run --------------------------------------------------------------------------------------
 
 t "run passes the exit status" 3 "$D" run -n r1 -- sh -c 'exit 3'
-check "run released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT exists r1)\" = 1 ]"
+check "run released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
 t "run without --" 0 "$D" run -n r1 true
 t "run: 128+signal" 137 "$D" run -n r1 -- sh -c 'kill -KILL $$'
-check "run released after a killed child" sh -c "! [ \"\$(redis-cli -p $main_PORT exists r1)\" = 1 ]"
-t "run: environment" 0 "$D" run -n r1 -- sh -c 'echo "id=$DLOCK_ID tok=$DLOCK_TOKEN fence=${DLOCK_FENCING_TOKEN-unset}"; redis-cli -p '"$main_PORT"' get r1'
+check "run released after a killed child" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
+t "run: environment" 0 "$D" run -n r1 -- sh -c 'echo "id=$DLOCK_ID tok=$DLOCK_TOKEN fence=${DLOCK_FENCING_TOKEN-unset}"; redis-cli -p '"$main_PORT"' -n '"$DB"' get r1'
 check "run: DLOCK_TOKEN is the stored token" awk 'NR==1{split($2,a,"=")} NR==2{exit !(a[2]==$0)}' "$TMP/out"
 out_has "run: DLOCK_ID" "id=r1 "
 out_has "run: no fencing token without --fencing" "fence=unset"
@@ -372,7 +338,7 @@ t "run -c (before ID)" 7 "$D" run -n -c 'test "$DLOCK_ID" = r1 && exit 7' r1
 t "run ID -c (flock's order)" 8 "$D" run -n r1 -c 'test -n "$DLOCK_TOKEN" && exit 8'
 t "run -c uses \$SHELL" 0 env SHELL=/bin/bash "$D" run -n r1 -c 'test -n "$BASH_VERSION"'
 t "run -c without SHELL uses /bin/sh" 0 env -u SHELL "$D" run -n r1 -c 'exit 0'
-check "run -c released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT exists r1)\" = 1 ]"
+check "run -c released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
 
 # -v: one timestamped line per event.
 t "run -v" 0 "$D" run -v -n -l 300ms vb -- sleep 0.5
@@ -399,7 +365,7 @@ err_has "run: not found explained" "cannot run '/nonexistent/cmd'"
 printf 'not a program\n' >"$TMP/noexec"
 chmod 644 "$TMP/noexec"
 t "run: command not executable" 126 "$D" run -n r1 -- "$TMP/noexec"
-check "run released after exec failure" sh -c "! [ \"\$(redis-cli -p $main_PORT exists r1)\" = 1 ]"
+check "run released after exec failure" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
 t "run: command's options are its own" 0 "$D" run -n r1 -- ls -l -d /
 t "run: stdin and fds pass through" 0 sh -c "echo hi | '$D' run -n r1 -- sh -c 'read x && test \"\$x\" = hi && echo via3 >&3' 3>'$TMP/fd3'"
 check "run: fd 3 reached the command" grep -q via3 "$TMP/fd3"
@@ -425,7 +391,7 @@ sleep 1
 t "lease renewed at 2.5s: conflict" 1 "$D" run -n ol -- true
 wait "$pid"
 check "long command exit 0" test $? = 0
-check "lock released after the long command" sh -c "! [ \"\$(redis-cli -p $main_PORT exists ol)\" = 1 ]"
+check "lock released after the long command" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists ol)\" = 1 ]"
 
 # SIGTERM to dlock run stops the child and releases the lock.
 "$D" run st -- sh -c "echo \$\$ >'$TMP/st.pid'; exec sleep 30" &
@@ -437,7 +403,7 @@ wait "$pid"
 rc=$?
 check "SIGTERM: exit 143 (got $rc)" test "$rc" = 143
 check "SIGTERM: child gone" sh -c "! kill -0 $(cat "$TMP/st.pid") 2>/dev/null"
-check "SIGTERM: lock released" sh -c "! [ \"\$(redis-cli -p $main_PORT exists st)\" = 1 ]"
+check "SIGTERM: lock released" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists st)\" = 1 ]"
 
 # SIGKILL to dlock run: nobody renews the lease any more, so the command must not outlive dlock
 # (the kernel sends it SIGKILL when dlock dies: PR_SET_PDEATHSIG). The lock stays until its lease
@@ -536,7 +502,8 @@ check "kill-grace: within 5s (${ms}ms)" test "$ms" -lt 5000
 cat "$TMP/kg.err" >>"$ALL_OUTPUT"
 
 # Redis becoming unreachable (a stopped server) also loses the lock once the lease runs out.
-start_server victim
+dl_redis_start "$TMP" victim || exit 2
+victim_PORT=$DL_REDIS_PORT
 "$D" run --url "redis://127.0.0.1:$victim_PORT" -l 1s --kill-grace 1s vk -- sleep 30 \
     2>"$TMP/vk.err" &
 pid=$!
@@ -605,7 +572,7 @@ wait "$wq1"
 rc=$?
 check "interrupted queued wait: exit 130 (got $rc)" test "$rc" = 130
 check "interrupted queued wait: its token left {wq}:queue" \
-    sh -c "! redis-cli -p $main_PORT lrange '{wq}:queue' 0 -1 | grep -qxF '$wq1_token'"
+    sh -c "! redis-cli -p $main_PORT -n $DB lrange '{wq}:queue' 0 -1 | grep -qxF '$wq1_token'"
 check "interrupted queued wait: its entry left {wq}:waiters" \
     test "$(rcli hexists "{wq}:waiters" "$wq1_token")" = 0
 check "interrupted queued wait: the other waiter is still queued" queue_len_is wq 1
@@ -696,7 +663,7 @@ err_has "--cacert missing named" "cannot read --cacert"
 t "--token-file missing" 66 "$D" status --token-file "$TMP/nope" x
 # A REST URL that nobody serves: unreachable (or, in a build without REST, a usage error); the
 # token must not show either way.
-t "rest: unreachable" 69 env UPSTASH_REDIS_REST_URL="http://127.0.0.1:$(free_port)" \
+t "rest: unreachable" 69 env UPSTASH_REDIS_REST_URL="http://127.0.0.1:$(dl_free_port)" \
     UPSTASH_REDIS_REST_TOKEN="$REST_TOKEN" "$D" status x
 if grep -q "not available in this build" "$TMP/err"; then
     FAILED=$((FAILED - 1)) # the t above; REST is optional at build time
