@@ -1,6 +1,7 @@
 # redis-lib.sh: the redis-server lifecycle, in one place, for every shell script of dlock that
-# needs a private server: tests/harness/redis-env.sh (the CTest fixture), tests/cli, bench and
-# demo. Source it from bash:
+# needs a private server: the CTest fixtures (tests/harness/redis-env.sh, cluster-env.sh,
+# sentinel-env.sh), tests/cli, bench and demo. (tests/fault/run.sh still has its own copy.)
+# Source it from bash:
 #
 #   . tests/harness/redis-lib.sh
 #   dl_redis_start "$DIR" main --requirepass "$PW"   # sets DL_REDIS_PORT and DL_REDIS_PID
