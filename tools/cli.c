@@ -15,7 +15,9 @@ static int verbose;
 const char cli_common_help[] =
     "Server options (every subcommand):\n"
     "      --url URL            redis://[user@]host[:port][/db], rediss://... (TLS),\n"
-    "                           unix:///path.sock, or https://... (Upstash REST).\n"
+    "                           unix:///path.sock, https://... (Upstash REST), a Cluster\n"
+    "                           node (or h1:p1,h2:p2 seeds), or redis-sentinel://h1,h2#NAME.\n"
+    "                           Never with a password in it (ps shows it): see below.\n"
     "                           Default: $UPSTASH_REDIS_REST_URL, else $REDIS_URL,\n"
     "                           else redis://127.0.0.1:6379\n"
     "      --user NAME          ACL user name (default: the URL's, else \"default\")\n"

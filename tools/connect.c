@@ -52,13 +52,15 @@ static void free_secret(char *s) {
     }
 }
 
-/* True if the URL carries a password (scheme://user:password@host): then it wins over the
- * environment, which may have been set for some other server. */
+/* True if the URL carries a password: then it wins over the environment, which may have been set
+ * for some other server. The userinfo is "user:password@" for redis:// (a bare "user@" is a user
+ * name), and "[user:]password@" for the sentinel schemes (a bare "password@" is a password). */
 static int url_has_password(const char *url) {
     const char *p = strstr(url, "://");
     if (p == NULL) {
         return 0;
     }
+    int sentinel = (size_t)(p - url) >= 9 && memcmp(p - 9, "-sentinel", 9) == 0;
     p += 3;
     size_t authority = strcspn(p, "/?#");
     const char *at = NULL;
@@ -67,7 +69,14 @@ static int url_has_password(const char *url) {
             at = p + i;
         }
     }
-    return at != NULL && memchr(p, ':', (size_t)(at - p)) != NULL;
+    if (at == NULL) {
+        return 0;
+    }
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (colon != NULL) {
+        return 1;
+    }
+    return sentinel && at > p;
 }
 
 static const char *nonempty_env(const char *name) {

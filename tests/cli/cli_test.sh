@@ -646,6 +646,10 @@ err_has "auth: missing file named" "cannot read --password-file"
 t "auth: empty --password-file" 66 "$D" status --url "$AUTH_URL" --password-file "$TMP/empty" a
 t "auth: a password in --url is refused" 64 "$D" status --url "redis://:$PASSWORD@127.0.0.1:$auth_PORT" a
 err_has "auth: --url password refusal points to the safe ways" "--password-file FILE or DLOCK_PASSWORD"
+t "auth: a sentinel URL's bare password in --url is refused" 64 "$D" status --url "redis-sentinel://$PASSWORD@127.0.0.1:1#m" a
+t "auth: a sentinel URL's user:password in --url is refused" 64 "$D" status --url "redis-sentinel://u:$PASSWORD@127.0.0.1:1#m" a
+t "auth: a user name alone in --url is no password (DLOCK_PASSWORD applies)" 1 \
+    env DLOCK_PASSWORD="$PASSWORD" "$D" status --url "redis://default@127.0.0.1:$auth_PORT" a
 t "auth: a password in REDIS_URL (not the command line) works" 1 \
     env REDIS_URL="redis://:$PASSWORD@127.0.0.1:$auth_PORT" "$D" status a
 t "auth: wrong password in REDIS_URL" 77 env REDIS_URL="redis://:wrong$PASSWORD@127.0.0.1:$auth_PORT" "$D" status a
