@@ -19,9 +19,14 @@ say() { echo "consumer-test: $*"; }
 "$PREFIX/bin/dlock" --version
 say "dlock --version: ok"
 
-# pkg-config: every libdir under PREFIX that holds dlock.pc (lib, lib64, lib/<triplet>).
-pcdir=$(find "$PREFIX/lib" "$PREFIX/lib64" -name dlock.pc -path '*/pkgconfig/*' 2>/dev/null |
-    head -n 1 | xargs -r dirname)
+# pkg-config: the libdir under PREFIX that holds dlock.pc (lib/<triplet>, lib64 or lib).
+pcdir=
+for d in "$PREFIX/lib/$(cc -print-multiarch 2>/dev/null)" "$PREFIX/lib64" "$PREFIX/lib"; do
+    if [ -f "$d/pkgconfig/dlock.pc" ]; then
+        pcdir=$d/pkgconfig
+        break
+    fi
+done
 [ -n "$pcdir" ] || {
     say "no dlock.pc under $PREFIX/lib*"
     exit 1
