@@ -18,12 +18,16 @@ dl_port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# dl_free_port: prints a port that nothing listens on now. 20000-59999 keeps clear of well-known
-# ports and of most of Linux's ephemeral range; clashes are retried by the callers anyway.
+# dl_free_port: prints a port that nothing listens on now, below the kernel's ephemeral range
+# (where a client's own end of some connection could already hold the number, which
+# SO_REUSEADDR does not get around; tests/fault/run.sh's rule). Clashes are retried by the
+# callers anyway.
 dl_free_port() {
-    local p
+    local p lo
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$lo" -gt 12000 ] || lo=61000
     while :; do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
         if ! dl_port_in_use "$p"; then
             echo "$p"
             return
