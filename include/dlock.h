@@ -77,6 +77,15 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
 #define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; the call holds nothing */
 
+/* ---- Limits --------------------------------------------------------------------------------- */
+
+/* The bounds the calls check (DLOCK_EINVAL beyond them), named once for callers and tools:
+ * the bytes in a lock or debounce id and in a token given to acquire or adopt (at least 1 each),
+ * and the longest lease, extension, delay or debounce wait (10^12 ms, about 31 years). */
+#define DLOCK_MAX_ID_LEN      65536
+#define DLOCK_MAX_TOKEN_LEN   512
+#define DLOCK_MAX_DURATION_MS ((int64_t)1000000000000)
+
 /* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
  * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
 DLOCK_API const char *dlock_strerror(int rc);
@@ -194,7 +203,8 @@ typedef struct dlock_acquire_options {
     int attempts;      /* 0 = the lock's attempts */
     int64_t delay_ms;  /* 0 = the lock's delay_ms; -1 = no pause */
     const char *token; /* value to store instead of a random UUID (the seed's `uuid`); NULL or ""
-                          = a fresh random UUID v4. At most 512 bytes, any bytes but NUL. */
+                          = a fresh random UUID v4. At most DLOCK_MAX_TOKEN_LEN bytes, any
+                          bytes but NUL. */
     int64_t wait_ms;   /* > 0: instead of attempts/delay, keep trying until this much time has
                           passed. The handle queues itself and a dlock release hands the lock
                           straight to the first live waiter (wake-on-release, FIFO); holders that
@@ -209,8 +219,8 @@ typedef struct dlock_acquire_options {
 typedef enum dlock_state { DLOCK_FREE = 0, DLOCK_ACQUIRED = 1 } dlock_state;
 
 /* Makes a lock handle for `id` on `client`. Nothing is sent to Redis. The id is the Redis key,
- * exactly: any bytes but NUL, 1 to 65536 bytes (Redis keys are binary-safe; spaces, quotes,
- * newlines and UTF-8 are fine).
+ * exactly: any bytes but NUL, 1 to DLOCK_MAX_ID_LEN bytes (Redis keys are binary-safe; spaces,
+ * quotes, newlines and UTF-8 are fine).
  * Returns DLOCK_OK, or DLOCK_EINVAL (NULL out/client/id, empty or over-long id, lease <= 0,
  * attempts < 1, delay < -1), DLOCK_ENOMEM. *out is NULL on failure.
  * Ownership: free with dlock_lock_free before closing the client. */
@@ -291,8 +301,9 @@ DLOCK_API int dlock_lock_status(dlock_lock *lock, dlock_state *out);
 
 /* Makes the handle hold `token` without a round trip, for a process that continues a hold
  * another process started (e.g. `dlock release ID TOKEN`). Fencing token and validity are unknown
- * (0) until the next extend. Returns DLOCK_OK, DLOCK_EINVAL (NULL, empty or > 512 bytes),
- * DLOCK_ESTATE (the handle auto-renews a hold of its own), DLOCK_ENOMEM. */
+ * (0) until the next extend. Returns DLOCK_OK, DLOCK_EINVAL (NULL, empty or over
+ * DLOCK_MAX_TOKEN_LEN bytes), DLOCK_ESTATE (the handle auto-renews a hold of its own),
+ * DLOCK_ENOMEM. */
 DLOCK_API int dlock_lock_adopt(dlock_lock *lock, const char *token);
 
 /* The lock's id. Ownership: the handle's, valid until dlock_lock_free. Never NULL for a valid
