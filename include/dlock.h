@@ -155,6 +155,12 @@ DLOCK_API int dlock_client_open(dlock_client **out, const char *url,
  * REDIS_URL, else redis://127.0.0.1:6379. Returns and ownership as dlock_client_open. */
 DLOCK_API int dlock_client_open_env(dlock_client **out, const dlock_client_options *options);
 
+/* The URL dlock_client_open_env would use: $UPSTASH_REDIS_REST_URL, else $REDIS_URL, else
+ * "redis://127.0.0.1:6379". *source (if source is not NULL) is set to "UPSTASH_REDIS_REST_URL",
+ * "REDIS_URL" or "the default". Ownership: points into the environment or a static string.
+ * Thread-safety: as getenv. */
+DLOCK_API const char *dlock_env_url(const char **source);
+
 /* A printable description of the server this client talks to ("redis://127.0.0.1:6379/0"),
  * without credentials. Ownership: the client's; valid until dlock_client_close. */
 DLOCK_API const char *dlock_client_server(const dlock_client *client);
@@ -305,6 +311,14 @@ DLOCK_API int dlock_lock_status(dlock_lock *lock, dlock_state *out);
  * DLOCK_MAX_TOKEN_LEN bytes), DLOCK_ESTATE (the handle auto-renews a hold of its own),
  * DLOCK_ENOMEM. */
 DLOCK_API int dlock_lock_adopt(dlock_lock *lock, const char *token);
+
+#define DLOCK_UUID_LEN 36
+
+/* Writes a fresh random UUID v4 (lowercase, NUL-terminated; from the OS CSPRNG, getrandom): the
+ * kind of token acquire makes when none is given, for a caller that must know the token before
+ * acquire returns (to release it from another handle, say). Returns DLOCK_OK, DLOCK_EINVAL
+ * (NULL), DLOCK_ESYS. Thread-safety: any thread. */
+DLOCK_API int dlock_token_uuid(char out[DLOCK_UUID_LEN + 1]);
 
 /* The lock's id. Ownership: the handle's, valid until dlock_lock_free. Never NULL for a valid
  * handle; NULL for a NULL handle. */

@@ -17,9 +17,9 @@
 #define DLOCK__DEFAULT_ATTEMPTS           3
 #define DLOCK__DEFAULT_DELAY_MS           100
 #define DLOCK__DEFAULT_WAIT_MS            1000
-#define DLOCK__MAX_ID_LEN                 65536
-#define DLOCK__MAX_TOKEN_LEN              512
-#define DLOCK__UUID_LEN                   36
+#define DLOCK__MAX_ID_LEN                 DLOCK_MAX_ID_LEN
+#define DLOCK__MAX_TOKEN_LEN              DLOCK_MAX_TOKEN_LEN
+#define DLOCK__UUID_LEN                   DLOCK_UUID_LEN
 
 /* ---- error.c: the thread-local detail message ---- */
 

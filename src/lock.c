@@ -10,7 +10,7 @@
 
 /* Longest lease or extension accepted: far beyond any sane lease, far below where adding it to
  * Redis's clock could overflow. */
-#define MAX_LEASE_MS ((int64_t)1000000000000) /* 10^12 ms, about 31 years */
+#define MAX_LEASE_MS DLOCK_MAX_DURATION_MS
 
 static int check_lease(int64_t v, const char *what) {
     if (v < 0 || v > MAX_LEASE_MS) {
