@@ -85,6 +85,7 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_MAX_ID_LEN      65536
 #define DLOCK_MAX_TOKEN_LEN   512
 #define DLOCK_MAX_DURATION_MS ((int64_t)1000000000000)
+#define DLOCK_MAX_HOLDER_LEN  1024
 
 /* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
  * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
@@ -202,6 +203,12 @@ typedef struct dlock_lock_options {
     void *userdata;             /* passed to on_lost */
     int64_t drift_ms; /* clock-drift margin for dlock_lock_validity_ms; 0 = 2 + lease/100 */
     dlock_lock_renew_error_fn on_renew_error; /* auto-renew: a retried failure; may be NULL */
+    const char *holder; /* who holds it, for operators (e.g. "host=a pid=1 cmd=backup"): after each
+                           acquire it is recorded beside the lock, in "{ID}:holder", for as long
+                           as the lease, and dlock_lock_inspect_details shows it while this hold
+                           lasts; at most DLOCK_MAX_HOLDER_LEN bytes; NULL = nothing recorded.
+                           Best effort: failing to record it never fails a lock call. The lock
+                           key itself is unchanged, as @upstash/lock expects. */
 } dlock_lock_options;
 
 typedef struct dlock_acquire_options {
@@ -360,6 +367,22 @@ typedef struct dlock_lock_info {
  * Returns DLOCK_OK with *out filled, or an error. Thread-safety: any thread. */
 DLOCK_API int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,
                                  dlock_lock_info *out);
+
+/* More of what Redis holds under a lock id, for tools: the lock as dlock_lock_inspect reads it,
+ * the holder's own description (lock option `holder`) and the fencing counter. */
+typedef struct dlock_lock_details {
+    dlock_lock_info info;
+    char holder[DLOCK_MAX_HOLDER_LEN + 1]; /* "" if the current holder recorded nothing */
+    int64_t fencing_counter;               /* the id's counter ("{ID}:fence"); 0 if none */
+} dlock_lock_details;
+
+/* Reads, atomically (one round trip), the lock's value and lease, the holder record when it
+ * names the token that holds the lock now (a record left by an earlier holder is not shown), and
+ * the fencing counter. Ids with no Cluster slot for sibling keys give the lock alone.
+ * Returns DLOCK_OK with *out filled, or an error (EINVAL for NULL or a bad id).
+ * Thread-safety: any thread. */
+DLOCK_API int dlock_lock_inspect_details(dlock_client *client, const char *id,
+                                         dlock_lock_details *out);
 
 /* ---- Debounce -------------------------------------------------------------------------------- */
 

@@ -251,12 +251,22 @@ static int await_grant(dlock__queue *q, int64_t until, atomic_int *cancel, int64
     }
 }
 
-int dlock__queue_release(dlock__queue *q, const char *token, size_t token_len, int *sent) {
-    const char *argv[] = {q->id, q->queue_key, q->waiters_key, q->fence_key, token, q->prefix};
-    size_t lens[] = {q->idlen,     q->queue_len, q->waiters_len,
-                     q->fence_len, token_len,    q->prefix_len};
+int dlock__queue_release(dlock__queue *q, const char *token, size_t token_len, const char *also_del,
+                         size_t also_del_len, int *sent) {
+    const char *argv[] = {q->id,    q->queue_key, q->waiters_key, q->fence_key,
+                          also_del, token,        q->prefix};
+    size_t lens[] = {q->idlen,     q->queue_len, q->waiters_len, q->fence_len,
+                     also_del_len, token_len,    q->prefix_len};
+    int nkeys = also_del != NULL ? 5 : 4;
+    if (also_del == NULL) { /* no fifth key: the arguments move up one */
+        argv[4] = token;
+        lens[4] = token_len;
+        argv[5] = q->prefix;
+        lens[5] = q->prefix_len;
+    }
     dlock__reply r;
-    int rc = dlock__script_run(q->client, &dlock__script_queue_release, 4, 6, argv, lens, &r, sent);
+    int rc = dlock__script_run(q->client, &dlock__script_queue_release, nkeys, nkeys + 2, argv,
+                               lens, &r, sent);
     if (rc != DLOCK_OK) {
         return rc;
     }
@@ -280,7 +290,7 @@ typedef struct wait_call {
 /* A lock that was handed to a cancelled call goes on to the next waiter. */
 static int cancelled_holding(dlock__queue *q, const wait_call *w) {
     int sent;
-    int rc = dlock__queue_release(q, w->token, w->token_len, &sent);
+    int rc = dlock__queue_release(q, w->token, w->token_len, NULL, 0, &sent);
     if (rc < 0) {
         char saved[512];
         snprintf(saved, sizeof saved, "%s", dlock_errmsg());

@@ -154,6 +154,10 @@ int cmd_acquire(int argc, char **argv, cli_common *common) {
     dlock_lock_options lo = {0};
     lo.lease_ms = a.lease_ms;
     lo.fencing = a.fencing;
+    char holder[512];
+    const char *const who[] = {"dlock", "acquire", id, NULL};
+    cli_holder_text(holder, sizeof holder, who);
+    lo.holder = holder;
     dlock_lock *lock = NULL;
     int rc = dlock_lock_new(&lock, client, id, &lo);
     if (rc < 0) {

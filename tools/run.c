@@ -302,6 +302,9 @@ int cmd_run(int argc, char **argv, cli_common *common) {
     lo.on_renew_error = on_renew_error;
     lo.userdata = common;
     lo.fencing = o.lock.fencing;
+    char holder[512];
+    cli_holder_text(holder, sizeof holder, (const char *const *)command);
+    lo.holder = holder;
     dlock_lock *lock;
     int rc = dlock_lock_new(&lock, client, id, &lo);
     if (rc < 0) {
