@@ -225,8 +225,9 @@ int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, co
 /* ---- subscribe.c: a connection subscribed to one pub/sub channel ---- */
 
 /* Opens a connection of the client's transport and subscribes it to `channel`, within the
- * client's deadlines. Returns DLOCK_OK with *out, DLOCK_ESTATE if the transport cannot subscribe
- * (REST), or the connection's error. */
+ * client's deadlines; on REST, an SSE stream (sse.h) stands in for the connection. Returns
+ * DLOCK_OK with *out, DLOCK_ESTATE if the transport or server cannot subscribe (a REST server
+ * without /subscribe), or the connection's error. */
 int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out);
 /* Reads one message before deadline_ms: DLOCK_OK with *payload (the message's third element,
  * owned by *msg: clear msg after use), DLOCK_ETIMEDOUT, or an error (the connection is then

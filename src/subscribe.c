@@ -1,15 +1,33 @@
 /* A connection subscribed to one pub/sub channel: the waiting side of a hand-off. It goes
  * through the client's transport but is never pooled: a subscribed connection can do nothing
- * else. */
+ * else. On the REST transport the subscription is a server-sent-event stream (sse.c), which
+ * stands in for the connection: its reads give the same {"message", channel, payload} shape. */
 #include "fmacros.h"
 
 #include "internal.h"
+#include "sse.h"
 
 #include <string.h>
+
+/* 1 if the client speaks Upstash REST, whose subscriptions are SSE streams. */
+static int is_rest(const dlock_client *c) {
+#ifdef DLOCK_HAVE_REST
+    return c->tp == &dlock__rest_transport;
+#else
+    (void)c;
+    return 0;
+#endif
+}
 
 int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out) {
     const dlock__transport *tp = c->tp;
     *out = NULL;
+    if (is_rest(c)) {
+        dlock__sse *s;
+        int rc = dlock__sse_open(&c->cfg, channel, len, &s);
+        *out = (dlock__conn *)s;
+        return rc;
+    }
     if (tp->read == NULL) {
         return dlock__err(DLOCK_ESTATE, "%s: the %s transport cannot subscribe", c->cfg.display,
                           tp->name);
@@ -48,7 +66,8 @@ int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__con
 int dlock__sub_read(dlock_client *c, dlock__conn *conn, dlock__reply *msg,
                     const dlock__reply **payload, int64_t deadline_ms) {
     *payload = NULL;
-    int rc = c->tp->read(conn, msg, deadline_ms);
+    int rc = is_rest(c) ? dlock__sse_read((dlock__sse *)conn, msg, deadline_ms)
+                        : c->tp->read(conn, msg, deadline_ms);
     if (rc != DLOCK_OK) {
         return rc;
     }
@@ -61,7 +80,9 @@ int dlock__sub_read(dlock_client *c, dlock__conn *conn, dlock__reply *msg,
 }
 
 void dlock__sub_close(dlock_client *c, dlock__conn *conn) {
-    if (conn != NULL) {
+    if (is_rest(c)) {
+        dlock__sse_close((dlock__sse *)conn);
+    } else if (conn != NULL) {
         c->tp->close(conn);
     }
 }
