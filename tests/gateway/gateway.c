@@ -420,7 +420,7 @@ static void sse_event(sse_state *st, const char *type, const char *payload, size
 /* Waits up to 200 ms for one Redis reply on the subscribed connection, watching the client's
  * socket at the same time: a client that goes away (RDHUP, HUP, ERR) ends the wait at once, so
  * its subscription is dropped before a release can count it. 1 with *out, 0 if none came, -1 if
- * Redis broke or the client left. */
+ * Redis broke, -2 if the client left. */
 static int sse_redis_reply(sse_state *st, redisReply **out) {
     void *r = NULL;
     if (redisGetReplyFromReader(st->rc, &r) != REDIS_OK) {
@@ -433,7 +433,7 @@ static int sse_redis_reply(sse_state *st, redisReply **out) {
             return 0;
         }
         if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
-            return -1;
+            return -2;
         }
         if (!(p[0].revents & POLLIN)) {
             return 0;
@@ -473,6 +473,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         redisReply *r = NULL;
         int got = sse_redis_reply(st, &r);
+        if (got == -2) {
+            return MHD_CONTENT_READER_END_OF_STREAM; /* nobody to tell: no error to log */
+        }
         if (got < 0) {
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
