@@ -348,46 +348,60 @@ static void test_broken_stream(void **state) {
 
 /* A release lands around the waiter's deadline, on either side of it. Whatever the waiter
  * reports must be what Redis holds: OK and its token in the key, or NOT_ACQUIRED and not its
- * token (a grant that raced the deadline is taken, not dropped); and it has left the queue. */
-static void test_timeout_races_grant(void **state) {
-    (void)state;
-    dlock_client *c = open_at("", 0);
+ * token (a grant that raced the deadline is taken, not dropped); and it has left the queue. The
+ * window between the waiter's last try and its leaving the queue is one round trip; slowstall
+ * widens it (each command waits 100 ms at the gateway, and the stream never delivers the grant),
+ * so that a waiter that did not check on leaving would report NOT_ACQUIRED for a lock handed
+ * to it in several of the rounds. */
+static void race_rounds(const char *path, int rounds, int from_ms, int to_ms, int *ok,
+                        int *missed) {
+    dlock_client *c = open_at("", 0), *wc = open_at(path, 0);
     redisContext *raw = dlt_raw_plain();
-    int ok = 0, missed = 0;
-    for (int round = 0; round < 12; round++) {
+    for (int round = 0; round < rounds; round++) {
         const char *id = dlt_id("rest-race");
-        dlock_lock *holder = dlt_lock_new(c, id, NULL), *wl = dlt_lock_new(c, id, NULL);
+        dlock_lock *holder = dlt_lock_new(c, id, NULL), *wl = dlt_lock_new(wc, id, NULL);
         dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
         waiter w = {0};
         int64_t start = dlt_now_ms();
         waiter_start(&w, wl, 400);
-        dlt_sleep_ms(370 + 5 * round - (dlt_now_ms() - start)); /* 370..425 ms */
+        dlt_sleep_ms(from_ms + (to_ms - from_ms) * round / rounds - (dlt_now_ms() - start));
         dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
         int rc = waiter_join(&w);
         if (rc == DLOCK_OK) {
-            ok++;
+            ++*ok;
             if (!holds(raw, id, dlock_lock_token(wl))) {
-                fail_msg("round %d: the waiter reported the lock, Redis does not hold its token",
-                         round);
+                fail_msg("%s round %d: the waiter reported the lock, Redis does not hold its "
+                         "token",
+                         path, round);
             }
             dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
         } else {
-            missed++;
+            ++*missed;
             assert_int_equal(rc, DLOCK_NOT_ACQUIRED);
             char *v = dlt_raw_get(raw, id, strlen(id), NULL);
             if (v != NULL) {
-                fail_msg("round %d: NOT_ACQUIRED, but the key holds %s (the waiter's token was "
-                         "not kept: a grant was dropped)",
-                         round, v);
+                fail_msg("%s round %d: NOT_ACQUIRED, but the key holds %s (the waiter's token "
+                         "was not kept: a grant was dropped)",
+                         path, round, v);
             }
         }
         assert_int_equal(queue_len(raw, id), 0);
         dlock_lock_free(holder);
         dlock_lock_free(wl);
     }
-    print_message("deadline races: %d got the lock, %d timed out, all consistent\n", ok, missed);
     redisFree(raw);
+    dlock_client_close(wc);
     dlock_client_close(c);
+}
+
+static void test_timeout_races_grant(void **state) {
+    (void)state;
+    int ok = 0, missed = 0, sok = 0, smissed = 0;
+    race_rounds("", 12, 370, 430, &ok, &missed);
+    race_rounds("/fault/slowstall", 12, 350, 950, &sok, &smissed);
+    print_message("deadline races: %d got the lock, %d timed out; slow and stalled: %d and %d; "
+                  "all consistent\n",
+                  ok, missed, sok, smissed);
 }
 
 /* A waiter process is SIGKILLed while queued; 100 ms later the holder releases. The live waiter

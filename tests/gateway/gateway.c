@@ -373,6 +373,7 @@ static json_t *run(json_t *cmds, enum route route, int b64, unsigned *status) {
 
 #define SSE_KEEPALIVE_MS 15000
 #define SSE_CUT_MS       300 /* fault ssecut: the stream closes this long after it opened */
+#define SLOW_MS          100 /* faults slow, slowstall: each command waits this long first */
 
 enum sse_fault { SSE_OK, SSE_STALL, SSE_CUT };
 
@@ -528,9 +529,9 @@ static enum MHD_Result sse_subscribe(struct MHD_Connection *conn, const char *ch
     sse_state *st = calloc(1, sizeof *st);
     st->rc = rc;
     st->channel = strdup(channel);
-    st->fault = strcmp(mode, "ssestall") == 0 ? SSE_STALL
-                : strcmp(mode, "ssecut") == 0 ? SSE_CUT
-                                              : SSE_OK;
+    st->fault = strcmp(mode, "ssestall") == 0 || strcmp(mode, "slowstall") == 0 ? SSE_STALL
+                : strcmp(mode, "ssecut") == 0                                   ? SSE_CUT
+                                                                                : SSE_OK;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     st->client_fd = ci != NULL ? ci->connect_fd : -1;
@@ -611,8 +612,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return send_stats(conn);
     }
     /* The SSE faults touch streams only: commands through the same base URL work. */
+    int slow = strcmp(mode, "slow") == 0 || strcmp(mode, "slowstall") == 0;
     int sse_mode = strcmp(mode, "nosse") == 0 || strcmp(mode, "ssehang") == 0 ||
-                   strcmp(mode, "ssestall") == 0 || strcmp(mode, "ssecut") == 0;
+                   strcmp(mode, "ssestall") == 0 || strcmp(mode, "ssecut") == 0 || slow;
     int sse = strncmp(path, "/subscribe/", 11) == 0;
     enum route route = R_SINGLE;
     if (sse) {
@@ -692,6 +694,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             json_decref(cmds);
             return fault(conn, mode);
         }
+    }
+    if (slow) {
+        usleep(SLOW_MS * 1000); /* before the command runs: the client waits longer for it */
     }
     atomic_fetch_add(&g_stat_requests, 1);
     atomic_fetch_add(&g_stat_commands, json_array_size(cmds));
