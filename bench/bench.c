@@ -551,8 +551,8 @@ static void raw_release(raw_ctx *x, const char *key) {
     snprintf(w, sizeof w, "{%s}:waiters", key);
     snprintf(fe, sizeof fe, "{%s}:fence", key);
     snprintf(ch, sizeof ch, "{%s}:grant:", key);
-    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch, "publish"};
-    raw_do(x->c, 10, argv);
+    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch};
+    raw_do(x->c, 9, argv);
 }
 
 static int step_raw_cycle(void *ctx, int phase) {

@@ -10,7 +10,7 @@
 
 /* Longest lease or extension accepted: far beyond any sane lease, far below where adding it to
  * Redis's clock could overflow. */
-#define MAX_LEASE_MS ((int64_t)1000000000000) /* 10^12 ms, about 31 years */
+#define MAX_LEASE_MS DLOCK_MAX_DURATION_MS
 
 static int check_lease(int64_t v, const char *what) {
     if (v < 0 || v > MAX_LEASE_MS) {
@@ -205,9 +205,12 @@ static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t l
                               : "could not check whether the SET took effect (the key "
                                 "expires with its lease if it did)");
     }
-    if (l->fencing && r.type == DLOCK__REPLY_INT) {
-        *fence = r.integer;
-        rc = r.integer > 0 ? DLOCK_OK : DLOCK_NOT_ACQUIRED;
+    if (l->fencing && r.type == DLOCK__REPLY_INT && r.integer == 0) {
+        rc = DLOCK_NOT_ACQUIRED;
+    } else if (l->fencing && r.type == DLOCK__REPLY_STR && r.len > 0 &&
+               strspn(r.str, "0123456789") == r.len) {
+        *fence = strtoll(r.str, NULL, 10); /* the counter's text: Lua would round it */
+        rc = DLOCK_OK;
     } else if (!l->fencing && r.type == DLOCK__REPLY_STR && r.len == 2 &&
                memcmp(r.str, "OK", 2) == 0) {
         rc = DLOCK_OK;

@@ -153,7 +153,9 @@ static void test_stream(void **state) {
     char channel[200];
     snprintf(channel, sizeof channel, "{%s, with commas/and slash}:grant:00ff", dlt_id("sse"));
     dlock__conn *conn = NULL;
-    dlt_assert_rc(dlock__sub_open(c, channel, strlen(channel), &conn), DLOCK_OK);
+    int sharded = 1;
+    dlt_assert_rc(dlock__sub_open(c, channel, strlen(channel), &conn, &sharded), DLOCK_OK);
+    assert_int_equal(sharded, 0); /* /subscribe is SUBSCRIBE: releases must PUBLISH */
     long v = dlock__sse_http_version((dlock__sse *)conn);
     print_message("stream over %s: HTTP version %s\n", g_base,
                   v == CURL_HTTP_VERSION_2_0   ? "2"
@@ -198,14 +200,15 @@ static void test_stream_refused(void **state) {
     (void)state;
     const char *token = dlt_env_require("DLOCK_TEST_REST_TOKEN");
     dlock__conn *conn = NULL;
+    int sharded = 1;
     dlock_client *c = open_at("/fault/nosse", 300);
-    dlt_assert_rc(dlock__sub_open(c, "ch", 2, &conn), DLOCK_ESTATE);
+    dlt_assert_rc(dlock__sub_open(c, "ch", 2, &conn, &sharded), DLOCK_ESTATE);
     assert_null(conn);
     assert_non_null(strstr(dlock_errmsg(), "404"));
     dlock_client_close(c);
     c = open_at("/fault/ssehang", 300);
     int64_t t0 = dlt_now_ms();
-    dlt_assert_rc(dlock__sub_open(c, "ch", 2, &conn), DLOCK_ETIMEDOUT);
+    dlt_assert_rc(dlock__sub_open(c, "ch", 2, &conn, &sharded), DLOCK_ETIMEDOUT);
     int64_t took = dlt_now_ms() - t0;
     assert_true(took >= 290 && took < dlt_slow(1000));
     assert_null(strstr(dlock_errmsg(), token));
@@ -215,7 +218,7 @@ static void test_stream_refused(void **state) {
     c = open_at("", 0);
     char *saved = c->cfg.rest_token, wrong[] = "Wrong-token-for-sse-123";
     c->cfg.rest_token = wrong;
-    dlt_assert_rc(dlock__sub_open(c, "ch", 2, &conn), DLOCK_EAUTH);
+    dlt_assert_rc(dlock__sub_open(c, "ch", 2, &conn, &sharded), DLOCK_EAUTH);
     assert_null(strstr(dlock_errmsg(), "Wrong-token-for-sse-123"));
     c->cfg.rest_token = saved;
     dlock_client_close(c);
