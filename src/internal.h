@@ -362,10 +362,11 @@ int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, co
  * polling as a fallback. */
 
 /* Opens a connection and subscribes it to `channel` (len bytes), within the client's
- * deadlines, following MOVED on a cluster. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
+ * deadlines, following MOVED on a cluster; on REST, an SSE stream (sse.h) stands in for the
+ * connection, and is never sharded. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
  * SUBSCRIBE only); on return, 1 if the subscription is sharded. Returns DLOCK_OK with *out,
- * DLOCK_ESTATE if the transport cannot subscribe (REST), DLOCK_ESERVER/EAUTH if the server
- * refused, or the connection's error. Thread-safe; the connection is then used by one thread
+ * DLOCK_ESTATE if the transport or server cannot subscribe (a REST server without /subscribe),
+ * DLOCK_ESERVER/EAUTH if the server refused, or the connection's error. Thread-safe; the connection is then used by one thread
  * at a time. */
 int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out,
                     int *sharded);
