@@ -223,9 +223,10 @@ typedef struct dlock_acquire_options {
                           straight to the first live waiter (wake-on-release, FIFO); holders that
                           do not hand off (e.g. @upstash/lock) are polled every 250-500 ms. A
                           waiter whose process died, or that stopped waiting, is skipped by the
-                          hand-off. Without a queue (REST transport, or an id with no Cluster
-                          slot for one) it polls with capped exponential backoff and full jitter
-                          (sleep uniform in [1, b] ms, b doubling from 10 to 500); 0 = use
+                          hand-off. Over REST the subscription is Upstash's SSE stream (POST
+                          /subscribe); a server without it, or an id with no Cluster slot for a
+                          queue, makes the waiter poll with capped exponential backoff and full
+                          jitter (sleep uniform in [1, b] ms, b doubling from 10 to 500); 0 = use
                           attempts/delay */
 } dlock_acquire_options;
 

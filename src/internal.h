@@ -366,8 +366,8 @@ int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, co
  * connection, and is never sharded. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
  * SUBSCRIBE only); on return, 1 if the subscription is sharded. Returns DLOCK_OK with *out,
  * DLOCK_ESTATE if the transport or server cannot subscribe (a REST server without /subscribe),
- * DLOCK_ESERVER/EAUTH if the server refused, or the connection's error. Thread-safe; the connection is then used by one thread
- * at a time. */
+ * DLOCK_ESERVER/EAUTH if the server refused, or the connection's error. Thread-safe; the connection
+ * is then used by one thread at a time. */
 int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out,
                     int *sharded);
 /* Reads one message before deadline_ms: DLOCK_OK with *payload (the message's third element,
