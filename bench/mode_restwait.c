@@ -1,9 +1,9 @@
-/* The REST rows of `make bench` (issue 13): W workers on one id through the local gateway, and
- * the commands each acquire+release cycle costs, counted where Upstash would bill them (the
- * gateway's GET /gateway-stats). See bench_rest.h. */
-#include "bench_rest.h"
-
-#include "dlock.h"
+/* Mode restwait (issue 13): what waiters cost over the Upstash REST transport, where every
+ * command is billed. W threads (one client, a pooled connection each) loop blocking acquire +
+ * release on one id through the local gateway, once uncontended and once with W workers; the
+ * commands each cycle costs are counted where Upstash would bill them (the gateway's
+ * GET /gateway-stats). */
+#include "bench.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -11,10 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define MAX_W    64
 #define MAX_SAMP (1u << 16) /* wait samples kept per worker */
+
+/* One measured run of acquire+release cycles on one id through a REST gateway. */
+typedef struct rest_row {
+    double cycles_per_s;
+    double p50_ms, p99_ms; /* the wait for the lock (acquire's time) */
+    double fairness;       /* fewest / most cycles per worker */
+    double commands;       /* per cycle, counted by the gateway (GET /gateway-stats): HTTP
+                            * commands (a pipeline counts each) plus SSE streams opened */
+    double streams;        /* of those, streams opened, per cycle */
+    double messages;       /* SSE messages the gateway sent, per cycle */
+    uint64_t cycles, overlaps, errors;
+} rest_row;
 
 typedef struct gw_stats {
     double commands, streams, messages;
@@ -32,7 +42,7 @@ static size_t on_stats(char *p, size_t size, size_t n, void *ud) {
 
 static double field(const char *body, const char *name) {
     const char *p = strstr(body, name);
-    return p != NULL ? atof(p + strlen(name)) : 0;
+    return p != NULL ? strtod(p + strlen(name), NULL) : 0;
 }
 
 static int read_stats(const char *url, gw_stats *out) {
@@ -49,12 +59,6 @@ static int read_stats(const char *url, gw_stats *out) {
     out->streams = field(body, "\"streams\":");
     out->messages = field(body, "\"messages\":");
     return cc == CURLE_OK && strstr(body, "\"streams\":") != NULL ? 0 : -1;
-}
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 typedef struct shared {
@@ -83,8 +87,7 @@ static void *work(void *arg) {
     }
     atomic_fetch_add(&sh->ready, 1);
     while (!atomic_load(&sh->go)) {
-        struct timespec ts = {0, 100000};
-        nanosleep(&ts, NULL);
+        sleep_ns(100000);
     }
     for (uint64_t t0; (t0 = now_ns()) < sh->end_ns;) {
         dlock_acquire_options ao = {.wait_ms = (int64_t)((sh->end_ns - t0) / 1000000u) + 3000};
@@ -110,12 +113,7 @@ static void *work(void *arg) {
     return NULL;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void summarise(worker *w, int n, double secs, bench_rest_row *out) {
+static void summarise(worker *w, int n, double secs, rest_row *out) {
     uint64_t total = 0, lo = UINT64_MAX, hi = 0, nsamp = 0;
     for (int i = 0; i < n; i++) {
         total += w[i].count;
@@ -125,6 +123,9 @@ static void summarise(worker *w, int n, double secs, bench_rest_row *out) {
         out->errors += w[i].errors;
     }
     uint64_t *all = malloc((nsamp ? nsamp : 1) * sizeof *all), k = 0;
+    if (all == NULL) {
+        die("out of memory");
+    }
     for (int i = 0; i < n; i++) {
         memcpy(all + k, w[i].samp, w[i].nsamp * sizeof *all);
         k += w[i].nsamp;
@@ -138,31 +139,32 @@ static void summarise(worker *w, int n, double secs, bench_rest_row *out) {
     free(all);
 }
 
-int bench_rest_run(const char *url, const char *token, int workers, double secs,
-                   bench_rest_row *out) {
+/* Runs `workers` threads for `secs`; workers == 1 is the uncontended cycle. Returns 0, or -1
+ * if the gateway's stats could not be read (the counts are then 0). */
+static int rest_run(const char *url, const char *token, int workers, double secs, rest_row *out) {
     memset(out, 0, sizeof *out);
-    workers = workers < 1 ? 1 : workers > MAX_W ? MAX_W : workers;
     dlock_client_options co = {.rest_token = token, .pool_size = workers};
-    shared sh = {.id = workers > 1 ? "dlockbench:rest-contend" : "dlockbench:rest-cycle"};
+    shared sh = {.id = workers > 1 ? KEY_PREFIX "rest-contend" : KEY_PREFIX "rest-cycle"};
     if (dlock_client_open(&sh.client, url, &co) != DLOCK_OK) {
         fprintf(stderr, "bench_rest: %s\n", dlock_errmsg());
         return -1;
     }
-    worker w[MAX_W];
+    worker w[MAX_WORKERS];
     memset(w, 0, sizeof w);
     for (int i = 0; i < workers; i++) {
         w[i].sh = &sh;
         w[i].samp = malloc(MAX_SAMP * sizeof *w[i].samp);
-        pthread_create(&w[i].th, NULL, work, &w[i]);
+        if (w[i].samp == NULL || pthread_create(&w[i].th, NULL, work, &w[i]) != 0) {
+            die("cannot start REST worker %d", i);
+        }
     }
     while (atomic_load(&sh.ready) < workers) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+        sleep_ns(1000000);
     }
     gw_stats s0, s1;
     int rc = read_stats(url, &s0);
     uint64_t start = now_ns();
-    sh.end_ns = start + (uint64_t)(secs * 1e9);
+    sh.end_ns = start + secs_ns(secs);
     atomic_store(&sh.go, 1);
     for (int i = 0; i < workers; i++) {
         pthread_join(w[i].th, NULL);
@@ -183,4 +185,31 @@ int bench_rest_run(const char *url, const char *token, int workers, double secs,
     }
     dlock_client_close(sh.client);
     return rc == 0 ? 0 : -1;
+}
+
+/* The issue's targets, and commands per cycle as the gateway counts them. */
+void mode_restwait(bench *b, const char *url) {
+    const bench_config *cfg = b->cfg;
+    const int W = cfg->workers;
+    rest_row u, k;
+    int ok = rest_run(url, cfg->rest_token, 1, cfg->secs, &u) == 0;
+    ok &= rest_run(url, cfg->rest_token, W, cfg->secs, &k) == 0;
+    char name[96];
+    snprintf(name, sizeof name, "rest: W=%d dlock cycles/s (threads)", W);
+    add_metric(b->res, name, k.cycles_per_s, "/s",
+               "p50 %.2f ms, p99 %.2f ms wait; uncontended %.0f/s%s", k.p50_ms, k.p99_ms,
+               u.cycles_per_s, k.errors + u.errors ? "; ERRORS" : "");
+    snprintf(name, sizeof name, "rest: commands per cycle, W=1");
+    add_metric(b->res, name, u.commands, "cmd", "%s", ok ? "" : "gateway stats unavailable");
+    snprintf(name, sizeof name, "rest: commands per cycle, W=%d", W);
+    add_metric(b->res, name, k.commands, "cmd",
+               "of which SSE streams %.3f; %.2f messages per cycle", k.streams, k.messages);
+    snprintf(name, sizeof name, "rest: W=%d fairness, fewest/most cycles", W);
+    add_check(b->res, name, k.fairness, 0.8, 1, "x");
+    snprintf(name, sizeof name, "rest: W=%d p99 / p50 wait for the lock", W);
+    add_check(b->res, name, k.p50_ms > 0 ? k.p99_ms / k.p50_ms : 0, 2.0, 0, "x");
+    snprintf(name, sizeof name, "rest: W=%d cycles/s, contended / uncontended", W);
+    add_check(b->res, name, u.cycles_per_s > 0 ? k.cycles_per_s / u.cycles_per_s : 0, 0.4, 1, "x");
+    snprintf(name, sizeof name, "rest: W=%d overlapping holds", W);
+    add_check(b->res, name, (double)k.overlaps, 0, 0, "");
 }
