@@ -18,6 +18,9 @@
 #define MAX_KEYS    16 /* entries in --keys */
 #define KEY_PREFIX  "dlockbench:"
 
+/* Exit status for bad arguments (sysexits.h EX_USAGE); anything else that fails exits 1. */
+#define BENCH_EXIT_USAGE 64
+
 /* ---- Configuration (config.c) ---------------------------------------------------------------
  */
 
@@ -38,7 +41,8 @@ typedef struct bench_config {
 /* Every mode, in the order main.c runs them; the default of --modes. */
 #define BENCH_ALL_MODES "cycle,contend,restwait,deadwaiter,keys,extend,debounce,memory,cli,server"
 
-/* Fills cfg from argv; prints the usage and exits 2 on bad input. */
+/* Fills cfg from argv, every value checked: on bad input prints a message naming the option
+ * and exits BENCH_EXIT_USAGE; --help prints the usage and exits 0. */
 void bench_parse_args(bench_config *cfg, int argc, char **argv);
 
 /* 1 if the comma-separated list has exactly the name `m`. */
