@@ -161,6 +161,10 @@ typedef struct raw_ctx {
 } raw_ctx;
 
 void raw_init(raw_ctx *x, const bench_scripts *lua, redisContext *c, const char *key);
+/* raw_connect + raw_init on the key "KEY:raw", beside the library's KEY; NULL (x untouched)
+ * where there is no raw client. */
+redisContext *raw_open_beside(raw_ctx *x, const bench_scripts *lua, const char *url,
+                              const char *key);
 void raw_new_token(raw_ctx *x);
 int raw_set_nx(raw_ctx *x, const char *key);
 void raw_release(raw_ctx *x, const char *key);

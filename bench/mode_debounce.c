@@ -69,12 +69,9 @@ void mode_debounce(bench *b, const char *url) {
     char key[96];
     snprintf(key, sizeof key, KEY_PREFIX "debounce:%s", tr);
     loop_out ro, lo;
-    redisContext *rc = raw_connect(url);
     raw_ctx rx;
+    redisContext *rc = raw_open_beside(&rx, b->lua, url, key);
     if (rc != NULL) {
-        char rkey[128];
-        snprintf(rkey, sizeof rkey, "%s:raw", key);
-        raw_init(&rx, b->lua, rc, rkey);
         rx.seq = 0; /* no wait: the limit for the asynchronous path (INCR + GET per call) */
         memset(&ro, 0, sizeof ro);
         run_loop(step_raw_debounce, &rx, 1, secs / 2, &ro);

@@ -50,13 +50,10 @@ void mode_extend(bench *b, const char *url) {
     snprintf(key, sizeof key, KEY_PREFIX "extend:%s", tr);
     loop_out ro, lo;
     raw_ctx rx;
-    redisContext *rc = raw_connect(url);
+    redisContext *rc = raw_open_beside(&rx, b->lua, url, key);
     if (rc != NULL) {
-        char rkey[128];
-        snprintf(rkey, sizeof rkey, "%s:raw", key);
-        raw_init(&rx, b->lua, rc, rkey);
         raw_new_token(&rx);
-        raw_set_nx(&rx, rkey);
+        raw_set_nx(&rx, rx.key);
     }
     lib_ctx lx = {0};
     lx.c = lib_open(b->cfg, url, 0);

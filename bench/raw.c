@@ -144,6 +144,17 @@ void raw_init(raw_ctx *x, const bench_scripts *lua, redisContext *c, const char 
     x->rng = 0x9e3779b97f4a7c15u;
 }
 
+redisContext *raw_open_beside(raw_ctx *x, const bench_scripts *lua, const char *url,
+                              const char *key) {
+    redisContext *c = raw_connect(url);
+    if (c != NULL) {
+        char rkey[128];
+        snprintf(rkey, sizeof rkey, "%s:raw", key);
+        raw_init(x, lua, c, rkey);
+    }
+    return c;
+}
+
 /* A fresh 36-byte token per acquire, like the library's UUID (but no getrandom: the limit). */
 void raw_new_token(raw_ctx *x) {
     snprintf(x->token, sizeof x->token, "00000000-0000-4000-8000-%012llx",

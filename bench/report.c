@@ -42,6 +42,14 @@ struct bench_results {
     size_t nresults, nmetrics, nchecks, nseries;
 };
 
+/* The next free slot of an array of MAX_RESULTS entries whose count is *n. */
+static size_t next_slot(size_t *n, const char *what) {
+    if (*n == MAX_RESULTS) {
+        die("too many %s", what);
+    }
+    return (*n)++;
+}
+
 bench_results *results_new(const char *outdir) {
     bench_results *res = calloc(1, sizeof *res);
     if (res == NULL) {
@@ -61,10 +69,7 @@ size_t results_count(const bench_results *res) {
 
 result *add_result(bench_results *res, const char *tr, const char *mode, const char *op,
                    const char *impl, samples *s, double ops) {
-    if (res->nresults == MAX_RESULTS) {
-        die("too many results");
-    }
-    result *r = &res->results[res->nresults++];
+    result *r = &res->results[next_slot(&res->nresults, "results")];
     snprintf(r->transport, sizeof r->transport, "%s", tr);
     snprintf(r->mode, sizeof r->mode, "%s", mode);
     snprintf(r->op, sizeof r->op, "%s", op);
@@ -82,10 +87,7 @@ result *add_result(bench_results *res, const char *tr, const char *mode, const c
 
 void add_metric(bench_results *res, const char *name, double value, const char *unit,
                 const char *fmt, ...) {
-    if (res->nmetrics == MAX_RESULTS) {
-        die("too many metrics");
-    }
-    metric *m = &res->metrics[res->nmetrics++];
+    metric *m = &res->metrics[next_slot(&res->nmetrics, "metrics")];
     snprintf(m->name, sizeof m->name, "%s", name);
     snprintf(m->unit, sizeof m->unit, "%s", unit);
     m->value = value;
@@ -98,10 +100,7 @@ void add_metric(bench_results *res, const char *name, double value, const char *
 
 void add_check(bench_results *res, const char *name, double value, double target,
                int higher_is_better, const char *unit) {
-    if (res->nchecks == MAX_RESULTS) {
-        die("too many checks");
-    }
-    check *c = &res->checks[res->nchecks++];
+    check *c = &res->checks[next_slot(&res->nchecks, "checks")];
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->unit, sizeof c->unit, "%s", unit);
     c->value = value;
@@ -243,6 +242,26 @@ static void json_result(FILE *f, const result *r) {
     fprintf(f, "}");
 }
 
+static void json_metric(FILE *f, const metric *m) {
+    fprintf(f, "    {\"name\": ");
+    json_str(f, m->name);
+    fprintf(f, ", \"value\": %.2f, \"unit\": ", m->value);
+    json_str(f, m->unit);
+    fprintf(f, ", \"note\": ");
+    json_str(f, m->note);
+    fprintf(f, "}");
+}
+
+static void json_check(FILE *f, const check *c) {
+    fprintf(f, "    {\"name\": ");
+    json_str(f, c->name);
+    fprintf(f,
+            ", \"measured\": %.4f, \"target\": %.4f, \"unit\": \"%s\", \"op\": \"%s\", "
+            "\"met\": %s}",
+            c->value, c->target, c->unit,
+            c->higher_is_better ? ">=" : "<=", c->met ? "true" : "false");
+}
+
 void write_json(const bench_results *res, const bench_config *cfg, const char *path,
                 const char *load0, const char *load1) {
     FILE *f = fopen(path, "w");
@@ -268,26 +287,13 @@ void write_json(const bench_results *res, const bench_config *cfg, const char *p
     }
     fprintf(f, "  ],\n  \"metrics\": [\n");
     for (size_t i = 0; i < res->nmetrics; i++) {
-        const metric *m = &res->metrics[i];
-        fprintf(f, "    {\"name\": ");
-        json_str(f, m->name);
-        fprintf(f, ", \"value\": %.2f, \"unit\": ", m->value);
-        json_str(f, m->unit);
-        fprintf(f, ", \"note\": ");
-        json_str(f, m->note);
-        fprintf(f, "}%s\n", i + 1 < res->nmetrics ? "," : "");
+        json_metric(f, &res->metrics[i]);
+        fprintf(f, "%s\n", i + 1 < res->nmetrics ? "," : "");
     }
     fprintf(f, "  ],\n  \"targets\": [\n");
     for (size_t i = 0; i < res->nchecks; i++) {
-        const check *c = &res->checks[i];
-        fprintf(f, "    {\"name\": ");
-        json_str(f, c->name);
-        fprintf(f,
-                ", \"measured\": %.4f, \"target\": %.4f, \"unit\": \"%s\", \"op\": \"%s\", "
-                "\"met\": %s}%s\n",
-                c->value, c->target, c->unit,
-                c->higher_is_better ? ">=" : "<=", c->met ? "true" : "false",
-                i + 1 < res->nchecks ? "," : "");
+        json_check(f, &res->checks[i]);
+        fprintf(f, "%s\n", i + 1 < res->nchecks ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     fclose(f);
