@@ -612,6 +612,11 @@ static void test_bad_options(void **state) {
     expect_new_einval(state, id, &(dlock_lock_options){.lease_ms = -1}, "lease");
     expect_new_einval(state, id, &(dlock_lock_options){.attempts = -1}, "attempts");
     expect_new_einval(state, id, &(dlock_lock_options){.delay_ms = -2}, "delay");
+    expect_new_einval(state, id, &(dlock_lock_options){.wait_replicas = -1}, "wait_replicas");
+    /* WAIT must answer before the command deadline (2000 ms by default) ends the round trip. */
+    expect_new_einval(state, id,
+                      &(dlock_lock_options){.wait_replicas = 1, .wait_replicas_timeout_ms = 2000},
+                      "command_timeout_ms");
     expect_new_einval(state, "", NULL, "id");
     expect_new_einval(state, NULL, NULL, "id");
     dlock_lock *l = (dlock_lock *)&l;

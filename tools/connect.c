@@ -216,6 +216,9 @@ int cli_fail_msg(int rc, const char *what, const char *msg) {
             cli_error("%s", head);
         }
         return CLI_EX_USAGE;
+    case DLOCK_EREPLICAS:
+        cli_error("%s; the replicas are down, lagging or paused (--wait-replicas)", head);
+        return CLI_EX_UNAVAILABLE;
     case DLOCK_ESERVER:
     case DLOCK_EPROTO:
     case DLOCK_EHTTP:

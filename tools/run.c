@@ -302,6 +302,8 @@ int cmd_run(int argc, char **argv, cli_common *common) {
     lo.on_renew_error = on_renew_error;
     lo.userdata = common;
     lo.fencing = o.lock.fencing;
+    lo.wait_replicas = o.lock.wait_replicas;
+    lo.wait_replicas_timeout_ms = o.lock.wait_replicas_timeout_ms;
     dlock_lock *lock;
     int rc = dlock_lock_new(&lock, client, id, &lo);
     if (rc < 0) {
