@@ -86,6 +86,7 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_MAX_ID_LEN      65536
 #define DLOCK_MAX_TOKEN_LEN   512
 #define DLOCK_MAX_DURATION_MS ((int64_t)1000000000000)
+#define DLOCK_MAX_HOLDER_LEN  1024
 
 /* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
  * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
@@ -156,6 +157,12 @@ DLOCK_API int dlock_client_open(dlock_client **out, const char *url,
  * REDIS_URL, else redis://127.0.0.1:6379. Returns and ownership as dlock_client_open. */
 DLOCK_API int dlock_client_open_env(dlock_client **out, const dlock_client_options *options);
 
+/* The URL dlock_client_open_env would use: $UPSTASH_REDIS_REST_URL, else $REDIS_URL, else
+ * "redis://127.0.0.1:6379". *source (if source is not NULL) is set to "UPSTASH_REDIS_REST_URL",
+ * "REDIS_URL" or "the default". Ownership: points into the environment or a static string.
+ * Thread-safety: as getenv. */
+DLOCK_API const char *dlock_env_url(const char **source);
+
 /* A printable description of the server this client talks to ("redis://127.0.0.1:6379/0"),
  * without credentials. Ownership: the client's; valid until dlock_client_close. */
 DLOCK_API const char *dlock_client_server(const dlock_client *client);
@@ -197,9 +204,15 @@ typedef struct dlock_lock_options {
     void *userdata;             /* passed to on_lost */
     int64_t drift_ms; /* clock-drift margin for dlock_lock_validity_ms; 0 = 2 + lease/100 */
     dlock_lock_renew_error_fn on_renew_error; /* auto-renew: a retried failure; may be NULL */
-    int wait_replicas; /* > 0: each acquire, extend and renewal also waits (WAIT, on the same
-                          connection, pipelined after the lock write) until this many replicas
-                          acknowledge the write; see "Replicas" below. 0 = off: no WAIT is sent */
+    const char *holder; /* who holds it, for operators (e.g. "host=a pid=1 cmd=backup"): after each
+                           acquire it is recorded beside the lock, in "{ID}:holder", for as long
+                           as the lease, and dlock_lock_inspect_details shows it while this hold
+                           lasts; at most DLOCK_MAX_HOLDER_LEN bytes; NULL = nothing recorded.
+                           Best effort: failing to record it never fails a lock call. The lock
+                           key itself is unchanged, as @upstash/lock expects. */
+    int wait_replicas;  /* > 0: each acquire, extend and renewal also waits (WAIT, on the same
+                           connection, pipelined after the lock write) until this many replicas
+                           acknowledge the write; see "Replicas" below. 0 = off: no WAIT is sent */
     int64_t wait_replicas_timeout_ms; /* how long WAIT waits; 0 = 1000, at most half the client's
                                          command_timeout_ms; must be shorter than that timeout */
 } dlock_lock_options;
@@ -231,9 +244,10 @@ typedef struct dlock_acquire_options {
                           straight to the first live waiter (wake-on-release, FIFO); holders that
                           do not hand off (e.g. @upstash/lock) are polled every 250-500 ms. A
                           waiter whose process died, or that stopped waiting, is skipped by the
-                          hand-off. Without a queue (REST transport, or an id with no Cluster
-                          slot for one) it polls with capped exponential backoff and full jitter
-                          (sleep uniform in [1, b] ms, b doubling from 10 to 500); 0 = use
+                          hand-off. Over REST the subscription is Upstash's SSE stream (POST
+                          /subscribe); a server without it, or an id with no Cluster slot for a
+                          queue, makes the waiter poll with capped exponential backoff and full
+                          jitter (sleep uniform in [1, b] ms, b doubling from 10 to 500); 0 = use
                           attempts/delay */
 } dlock_acquire_options;
 
@@ -327,6 +341,14 @@ DLOCK_API int dlock_lock_status(dlock_lock *lock, dlock_state *out);
  * DLOCK_ENOMEM. */
 DLOCK_API int dlock_lock_adopt(dlock_lock *lock, const char *token);
 
+#define DLOCK_UUID_LEN 36
+
+/* Writes a fresh random UUID v4 (lowercase, NUL-terminated; from the OS CSPRNG, getrandom): the
+ * kind of token acquire makes when none is given, for a caller that must know the token before
+ * acquire returns (to release it from another handle, say). Returns DLOCK_OK, DLOCK_EINVAL
+ * (NULL), DLOCK_ESYS. Thread-safety: any thread. */
+DLOCK_API int dlock_token_uuid(char out[DLOCK_UUID_LEN + 1]);
+
 /* The lock's id. Ownership: the handle's, valid until dlock_lock_free. Never NULL for a valid
  * handle; NULL for a NULL handle. */
 DLOCK_API const char *dlock_lock_id(const dlock_lock *lock);
@@ -367,6 +389,22 @@ typedef struct dlock_lock_info {
  * Returns DLOCK_OK with *out filled, or an error. Thread-safety: any thread. */
 DLOCK_API int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,
                                  dlock_lock_info *out);
+
+/* More of what Redis holds under a lock id, for tools: the lock as dlock_lock_inspect reads it,
+ * the holder's own description (lock option `holder`) and the fencing counter. */
+typedef struct dlock_lock_details {
+    dlock_lock_info info;
+    char holder[DLOCK_MAX_HOLDER_LEN + 1]; /* "" if the current holder recorded nothing */
+    int64_t fencing_counter;               /* the id's counter ("{ID}:fence"); 0 if none */
+} dlock_lock_details;
+
+/* Reads, atomically (one round trip), the lock's value and lease, the holder record when it
+ * names the token that holds the lock now (a record left by an earlier holder is not shown), and
+ * the fencing counter. Ids with no Cluster slot for sibling keys give the lock alone.
+ * Returns DLOCK_OK with *out filled, or an error (EINVAL for NULL or a bad id).
+ * Thread-safety: any thread. */
+DLOCK_API int dlock_lock_inspect_details(dlock_client *client, const char *id,
+                                         dlock_lock_details *out);
 
 /* ---- Debounce -------------------------------------------------------------------------------- */
 

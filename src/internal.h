@@ -17,9 +17,9 @@
 #define DLOCK__DEFAULT_ATTEMPTS           3
 #define DLOCK__DEFAULT_DELAY_MS           100
 #define DLOCK__DEFAULT_WAIT_MS            1000
-#define DLOCK__MAX_ID_LEN                 65536
-#define DLOCK__MAX_TOKEN_LEN              512
-#define DLOCK__UUID_LEN                   36
+#define DLOCK__MAX_ID_LEN                 DLOCK_MAX_ID_LEN
+#define DLOCK__MAX_TOKEN_LEN              DLOCK_MAX_TOKEN_LEN
+#define DLOCK__UUID_LEN                   DLOCK_UUID_LEN
 
 /* ---- error.c: the thread-local detail message ---- */
 
@@ -342,7 +342,7 @@ typedef struct dlock__script {
 
 extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
     dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced,
-    dlock__script_queue_try, dlock__script_queue_release;
+    dlock__script_queue_try, dlock__script_queue_release, dlock__script_inspect_details;
 
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
@@ -385,11 +385,12 @@ int dlock__wait_check(const dlock__wait *w, const dlock_client *c, const dlock__
  * polling as a fallback. */
 
 /* Opens a connection and subscribes it to `channel` (len bytes), within the client's
- * deadlines, following MOVED on a cluster. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
+ * deadlines, following MOVED on a cluster; on REST, an SSE stream (sse.h) stands in for the
+ * connection, and is never sharded. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
  * SUBSCRIBE only); on return, 1 if the subscription is sharded. Returns DLOCK_OK with *out,
- * DLOCK_ESTATE if the transport cannot subscribe (REST), DLOCK_ESERVER/EAUTH if the server
- * refused, or the connection's error. Thread-safe; the connection is then used by one thread
- * at a time. */
+ * DLOCK_ESTATE if the transport or server cannot subscribe (a REST server without /subscribe),
+ * DLOCK_ESERVER/EAUTH if the server refused, or the connection's error. Thread-safe; the connection
+ * is then used by one thread at a time. */
 int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out,
                     int *sharded);
 /* Reads one message before deadline_ms: DLOCK_OK with *payload (the message's third element,

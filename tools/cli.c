@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static int verbose;
 
@@ -216,5 +217,26 @@ void cli_format_ms(int64_t ms, char *buf, size_t size) {
     } else {
         snprintf(buf, size, "%lldh%02lldm", (long long)(ms / 3600000),
                  (long long)(ms % 3600000 / 60000));
+    }
+}
+
+void cli_holder_text(char *buf, size_t size, const char *const *command) {
+    char host[256] = "?", since[32] = "?";
+    gethostname(host, sizeof host - 1);
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) != NULL) {
+        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    int n = snprintf(buf, size, "host=%s pid=%ld since=%s cmd=", host, (long)getpid(), since);
+    size_t len = n > 0 && (size_t)n < size ? (size_t)n : size - 1;
+    for (int i = 0; command != NULL && command[i] != NULL && len + 1 < size; i++) {
+        int w = snprintf(buf + len, size - len, "%s%s", i ? " " : "", command[i]);
+        len = w > 0 && len + (size_t)w < size ? len + (size_t)w : size - 1;
+    }
+    for (char *p = buf; *p != '\0'; p++) {
+        if (*p == '\n' || *p == '\r') {
+            *p = ' '; /* one line in `dlock status` */
+        }
     }
 }

@@ -118,6 +118,10 @@ int cli_exit_code_arg(const char *cmd, const char *opt, const char *arg, int *ou
 /* Formats a duration in ms for people: "450ms", "7.2s", "2m05s", "1h30m". */
 void cli_format_ms(int64_t ms, char *buf, size_t size);
 
+/* Who this process is, for the lock's holder record (`dlock status` shows it): "host=H pid=P
+ * since=UTC-TIME cmd=WORDS" with the command's words (argv, NULL-terminated) cut to fit. */
+void cli_holder_text(char *buf, size_t size, const char *const *command);
+
 /* Opens the client as the options and environment say (see cli_common_help). On failure prints
  * the cause and a fix and returns the exit code; 0 on success. */
 int cli_connect(const cli_common *c, dlock_client **out);

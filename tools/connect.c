@@ -105,12 +105,8 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     if (c->url != NULL) {
         url = c->url;
         server_source = "--url";
-    } else if ((url = nonempty_env("UPSTASH_REDIS_REST_URL")) != NULL) {
-        server_source = "UPSTASH_REDIS_REST_URL";
-    } else if ((url = nonempty_env("REDIS_URL")) != NULL) {
-        server_source = "REDIS_URL";
     } else {
-        url = "redis://127.0.0.1:6379";
+        url = dlock_env_url(&server_source); /* the library's own fallback chain */
     }
     server_is_rest = strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
 

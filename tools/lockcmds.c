@@ -156,6 +156,10 @@ int cmd_acquire(int argc, char **argv, cli_common *common) {
     lo.fencing = a.fencing;
     lo.wait_replicas = a.wait_replicas;
     lo.wait_replicas_timeout_ms = a.wait_replicas_timeout_ms;
+    char holder[512];
+    const char *const who[] = {"dlock", "acquire", id, NULL};
+    cli_holder_text(holder, sizeof holder, who);
+    lo.holder = holder;
     dlock_lock *lock = NULL;
     int rc = dlock_lock_new(&lock, client, id, &lo);
     if (rc < 0) {

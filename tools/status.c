@@ -80,8 +80,17 @@ int cmd_status(int argc, char **argv, cli_common *common) {
     if ((ex = cli_connect(common, &client)) != 0) {
         return ex;
     }
-    dlock_lock_info info;
-    int rc = dlock_lock_inspect(client, id, token, &info);
+    dlock_lock_details details;
+    dlock_lock_info info = {0};
+    int rc = dlock_lock_inspect_details(client, id, &details);
+    if (rc == DLOCK_OK) {
+        info = details.info;
+        if (token != NULL && info.held) { /* the full token is compared by the library */
+            dlock_lock_info mine;
+            rc = dlock_lock_inspect(client, id, token, &mine);
+            info.token_matches = rc == DLOCK_OK && mine.held && mine.token_matches;
+        }
+    }
     if (rc < 0) {
         ex = cli_fail(rc, "status");
         dlock_client_close(client);
@@ -97,7 +106,13 @@ int cmd_status(int argc, char **argv, cli_common *common) {
         if (token != NULL) {
             printf(",\"token_matches\":%s", info.token_matches ? "true" : "false");
         }
-        printf("}\n");
+        printf(",\"holder\":");
+        if (info.held && details.holder[0] != '\0') {
+            json_string(details.holder, strlen(details.holder));
+        } else {
+            printf("null");
+        }
+        printf(",\"fencing_counter\":%" PRId64 "}\n", details.fencing_counter);
     } else if (!info.held) {
         printf("%s: free\n", id);
     } else {
@@ -110,6 +125,9 @@ int cmd_status(int argc, char **argv, cli_common *common) {
         } else {
             cli_format_ms(info.remaining_ms, left, sizeof left);
             printf("%s: %s, %s of its lease left\n", id, whose, left);
+        }
+        if (details.holder[0] != '\0') {
+            printf("  holder: %s\n", details.holder);
         }
     }
     dlock_client_close(client);

@@ -37,26 +37,6 @@ static void *acquire_thread(void *arg) {
     return NULL;
 }
 
-/* A random UUID v4, like the library's own tokens (and @upstash/lock's). */
-static int make_token(char out[37]) {
-    unsigned char b[16];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    ssize_t n = read(fd, b, sizeof b);
-    close(fd);
-    if (n != (ssize_t)sizeof b) {
-        return -1;
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-    return 0;
-}
-
 static void print_notice(dlock_client *client, const char *id, int64_t waited_ms, int64_t wait_ms) {
     dlock_lock_info info;
     char left[32], limit[64] = "";
@@ -127,7 +107,7 @@ int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_o
     last.lock = lock;
     last.options = *options;
     last.waiter = pthread_self();
-    if (make_token(token) == 0) {
+    if (dlock_token_uuid(token) == DLOCK_OK) {
         last.options.token = token;
     }
     pthread_t t;

@@ -9,7 +9,8 @@
 -- deleted. The fencing counter is checked before anything changes, so a broken counter fails
 -- the release with nothing done.
 --
--- KEYS: lock key, queue, waiter hash, fencing counter.
+-- KEYS: lock key, queue, waiter hash, fencing counter, and optionally the holder record (deleted
+--       with the hold it describes; see src/holder.c).
 -- ARGV: token, channel prefix (a waiter's channel is prefix .. chan).
 -- Returns 0 if not ours, 1 released, 2 released and handed off.
 if redis.call('get', KEYS[1]) ~= ARGV[1] then
@@ -22,6 +23,9 @@ if c and not string.match(c, '^%-?%d+$') then
 end
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if KEYS[5] then
+  redis.call('del', KEYS[5])
+end
 while true do
   local w = redis.call('lpop', KEYS[2])
   if not w then

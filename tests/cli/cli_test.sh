@@ -266,17 +266,19 @@ t "acquire -w 300ms conflict" 1 "$D" acquire -w 300ms k1
 err_has "-w conflict says it waited, and how long" "is still held by another holder after waiting 3"
 t "status held" 0 "$D" status k1
 out_has "status says held" "k1: held, "
+out_has "status says who holds it" "  holder: host="
+out_has "status names the holder's command" "cmd=dlock acquire k1"
 check "status never shows the holder's token" sh -c "! grep -qF '$TOKEN' '$TMP/out' '$TMP/err'"
 t "status --token matching" 0 "$D" status --token "$TOKEN" k1
 out_has "status --token says so" "held by this token"
 t "status --token other" 1 "$D" status --token nope k1
 out_has "status --token other says so" "held by another token"
 t "status --json" 0 "$D" status --json --token "$TOKEN" k1
-check "status --json shape" grep -qE '^\{"id":"k1","id_base64":"azE=","held":true,"remaining_ms":[0-9]+,"token_matches":true\}$' "$TMP/out"
+check "status --json shape" grep -qE '^\{"id":"k1","id_base64":"azE=","held":true,"remaining_ms":[0-9]+,"token_matches":true,"holder":"host=[^ ]+ pid=[0-9]+ since=[0-9T:Z-]+ cmd=dlock acquire k1","fencing_counter":0\}$' "$TMP/out"
 t "status free" 1 "$D" status nothing-here
 out_has "status says free" "nothing-here: free"
 t "status --json free" 1 "$D" status -j nothing-here
-out_has "status --json free shape" '{"id":"nothing-here","id_base64":"bm90aGluZy1oZXJl","held":false,"remaining_ms":0}'
+out_has "status --json free shape" '{"id":"nothing-here","id_base64":"bm90aGluZy1oZXJl","held":false,"remaining_ms":0,"holder":null,"fencing_counter":0}'
 rcli set noexp x >/dev/null
 t "status no expiry" 0 "$D" status noexp
 out_has "status says no expiry" "no expiry"
@@ -324,6 +326,10 @@ done
 
 # --- run --------------------------------------------------------------------------------------
 
+t "run records who holds it" 0 "$D" run -n hr -- "$D" status hr
+out_has "run: status inside shows the command as holder" "cmd=$D status hr"
+t "run: the holder record goes with the lock" 1 "$D" status --json hr
+out_has "run: no holder after release" '"holder":null'
 t "run passes the exit status" 3 "$D" run -n r1 -- sh -c 'exit 3'
 check "run released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
 t "run without --" 0 "$D" run -n r1 true
