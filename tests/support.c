@@ -337,6 +337,9 @@ static redisReply *dlt_raw_follow(redisContext *c, const char *fmt, va_list ap) 
 
 /* Appends the elements of array `from` to array `into` (which takes them over). */
 static int dlt_merge(redisReply *into, redisReply *from) {
+    if (from->elements == 0) {
+        return 0; /* and from->element may be NULL, which memcpy must not get */
+    }
     size_t n = into->elements + from->elements;
     redisReply **e = realloc(into->element, (n > 0 ? n : 1) * sizeof *e);
     if (e == NULL) {
