@@ -76,6 +76,7 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_ESTATE    -11 /* the call is not valid in the handle's current state */
 #define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
 #define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; the call holds nothing */
+#define DLOCK_EREPLICAS -14 /* wait_replicas: too few replicas acknowledged the lock write */
 
 /* ---- Limits --------------------------------------------------------------------------------- */
 
@@ -209,7 +210,27 @@ typedef struct dlock_lock_options {
                            lasts; at most DLOCK_MAX_HOLDER_LEN bytes; NULL = nothing recorded.
                            Best effort: failing to record it never fails a lock call. The lock
                            key itself is unchanged, as @upstash/lock expects. */
+    int wait_replicas;  /* > 0: each acquire, extend and renewal also waits (WAIT, on the same
+                           connection, pipelined after the lock write) until this many replicas
+                           acknowledge the write; see "Replicas" below. 0 = off: no WAIT is sent */
+    int64_t wait_replicas_timeout_ms; /* how long WAIT waits; 0 = 1000, at most half the client's
+                                         command_timeout_ms; must be shorter than that timeout */
 } dlock_lock_options;
+
+/* Replicas (wait_replicas > 0). Redis replicates asynchronously: a lock write the master
+ * acknowledged may not have reached any replica when the master fails, and the promoted replica
+ * then has no lock (nor the fencing counter's increment), so a second holder gets in. With
+ * wait_replicas = N each lock write is followed by WAIT N timeout, and a write fewer than N
+ * replicas acknowledged in time does not count:
+ * - acquire releases what it took (in the same call) and returns DLOCK_EREPLICAS;
+ * - extend returns DLOCK_EREPLICAS (the master has the longer lease; validity is not extended);
+ * - a renewal is reported to on_renew_error with DLOCK_EREPLICAS and retried; validity counts only
+ *   confirmed renewals, so if none is confirmed before the lease ends, on_lost fires (EXPIRED).
+ * This NARROWS the failover window; it does not close it. The replica that acknowledged is not
+ * necessarily the one promoted, a write can be lost between the master's reply and WAIT's, and
+ * an acknowledged write is in the replica's memory, not on its disk. It costs a round trip to
+ * the replicas per lock write (more when they are slow). Needs a Redis that allows WAIT (some
+ * hosted services refuse it: DLOCK_ESERVER). */
 
 typedef struct dlock_acquire_options {
     int64_t lease_ms;  /* 0 = the lock's lease_ms */

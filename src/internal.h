@@ -347,6 +347,29 @@ extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
                       const size_t *lens, dlock__reply *reply, int *sent);
+/* The same with `after` (may be NULL) pipelined behind the script, on the same connection, its
+ * reply in *after_reply (cleared by the caller, on DLOCK_OK only): for WAIT after a lock write. */
+int dlock__script_run_then(dlock_client *c, dlock__script *s, int nkeys, int argc,
+                           const char **argv, const size_t *lens, const dlock__cmd *after,
+                           dlock__reply *reply, dlock__reply *after_reply, int *sent);
+
+/* ---- replicas.c: WAIT after a lock write (dlock_lock_options.wait_replicas) ---- */
+
+typedef struct dlock__wait {
+    int replicas; /* 0 = off: cmd is not to be sent */
+    int64_t timeout_ms;
+    char nbuf[16], tbuf[24];
+    const char *argv[3];
+    size_t lens[3];
+    dlock__cmd cmd; /* WAIT replicas timeout */
+} dlock__wait;
+
+/* Fills *w (which must not move afterwards: cmd points into it). */
+void dlock__wait_init(dlock__wait *w, int replicas, int64_t timeout_ms);
+/* Judges WAIT's reply: DLOCK_OK when at least w->replicas acknowledged, DLOCK_EREPLICAS (fewer)
+ * or DLOCK_ESERVER/EPROTO (WAIT refused), with a message naming `what` (e.g. "acquire"). */
+int dlock__wait_check(const dlock__wait *w, const dlock_client *c, const dlock__reply *r,
+                      const char *what);
 
 /* ---- subscribe.c: a connection subscribed to one pub/sub channel, routed like commands ----
  *
