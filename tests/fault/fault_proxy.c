@@ -17,16 +17,21 @@
  *   half PATTERN N      forward the request, pass on the first half of the reply, then close
  *   drop PATTERN N      forward the request and throw away its reply (one complete RESP reply),
  *                       but keep the connection open: the client sees no answer at all and must
- *                       not take the next reply on that connection for this one
+ *                       not take the next reply on that connection for this one. A NOSCRIPT
+ *                       error is passed on and not counted (the script did not run; the EVAL
+ *                       that follows loads it)
  *
- * Connection rules. They pick connections by their FIRST request (the first bytes the client
- * sent on it: "SUBSCRIBE" picks the connection a waiter listens for hand-offs on), including
- * connections that are already open. N is how many connections the rule may pick (0: all).
+ * Connection rules. They pick a connection by what it carries: the first request matching
+ * FIRST picks it (dlock opens every connection with a PING, so the command that tells what a
+ * connection is for comes next: "SUBSCRIBE" picks the one a waiter listens for hand-offs on).
+ * Connections already open are picked by what they carried in their first 1 KB of requests.
+ * N is how many connections the rule may pick (0: all).
  *
- *   delay DIR MS FIRST N  delay one direction of the connection by MS ms: every chunk is passed
- *                         on MS ms after it arrived, in order. DIR is s2c (server to client, e.g.
- *                         pub/sub messages arrive late) or c2s (client to server)
- *   cutevery MS FIRST     every MS ms, close every connection whose first request matches
+ *   delay DIR MS FIRST N  delay one direction of the connection by MS ms from the end of the
+ *                         picking request's reply on: every later chunk is passed on MS ms
+ *                         after it arrived, in order. DIR is s2c (server to client: SUBSCRIBE is
+ *                         answered in time, the pub/sub messages after it arrive late) or c2s
+ *   cutevery MS FIRST     every MS ms, close every connection that carried a request matching
  *
  * Other lines:
  *   dropall             close every relayed connection now
@@ -56,7 +61,7 @@
 #define MAX_PAIRS 1024
 #define MAX_RULES 32
 #define MAX_PAT   192
-#define FIRST_LEN 512
+#define FIRST_LEN 1024
 #define BUFSZ     65536
 
 enum { F_LOSE, F_CUT, F_STALL, F_HALF, F_DROP, F_DELAY, F_CUTEVERY, F_DROPALL, F_KINDS };
@@ -87,9 +92,10 @@ typedef struct pair {
     int64_t until_ms; /* stall: hold replies until then; lose: give up waiting then */
     char *held;       /* stalled reply bytes */
     size_t nheld;
-    char first[FIRST_LEN]; /* the first bytes the client sent, for connection rules */
+    char first[FIRST_LEN]; /* the first requests the client sent, for connection rules */
     size_t nfirst;
     int delay_ms[2];      /* per direction (0 c2s, 1 s2c); 0 = none */
+    int arm_s2c;          /* s2c delay to start once the next complete reply has passed */
     chunk *q[2], **qt[2]; /* delayed bytes per direction, oldest first */
     int drops;            /* replies still to throw away (drop) */
     char *rbuf;           /* upstream bytes being parsed while dropping */
@@ -317,13 +323,19 @@ static const rule *match_request(const char *buf, size_t n) {
     return NULL;
 }
 
-/* Applies the delay rules to a connection whose first request is known. */
-static void pick_connection(pair *p) {
+/* Applies the delay rules to a connection, on what it carried so far. `now`: the request that
+ * picks it has just been passed on (its reply is still to come); else the connection is idle and
+ * the delay starts at once. */
+static void pick_connection(pair *p, int now) {
     for (int i = 0; i < nrules; i++) {
         rule *r = &rules[i];
         if (r->kind == F_DELAY && r->count != 0 && p->delay_ms[r->dir] == 0 &&
-            pattern_matches(r, p->first, p->nfirst)) {
-            p->delay_ms[r->dir] = r->ms;
+            !(r->dir == 1 && p->arm_s2c) && pattern_matches(r, p->first, p->nfirst)) {
+            if (r->dir == 1 && now) {
+                p->arm_s2c = r->ms;
+            } else {
+                p->delay_ms[r->dir] = r->ms;
+            }
             r->count -= r->count > 0;
             fired[F_DELAY]++;
         }
@@ -372,8 +384,9 @@ static size_t resp_len(const char *buf, size_t n, int depth) {
     }
 }
 
-/* Upstream bytes for a pair that drops replies: throws away whole replies while any are due,
- * passes on the rest. */
+/* Upstream bytes for a pair that drops replies or is to start a delay after the next reply:
+ * throws away whole replies while any are due, passes on the one that arms the delay, then the
+ * rest (delayed once armed). */
 static int feed_drops(pair *p, const char *buf, size_t k) {
     char *g = realloc(p->rbuf, p->nrbuf + k);
     if (g == NULL) {
@@ -384,10 +397,22 @@ static int feed_drops(pair *p, const char *buf, size_t k) {
     p->nrbuf += k;
     size_t at = 0, len;
     while (p->drops > 0 && (len = resp_len(p->rbuf + at, p->nrbuf - at, 0)) > 0) {
+        /* A NOSCRIPT error means the script did not run: pass it on, so the client's EVAL
+         * fallback loads the script and the next EVALSHA is one that takes effect. */
+        if (len > 9 && memcmp(p->rbuf + at, "-NOSCRIPT", 9) == 0) {
+            pass_on(p, 1, p->rbuf + at, len);
+            fired[F_DROP]--;
+        }
         at += len;
         p->drops--;
     }
-    if (p->drops == 0) {
+    if (p->drops == 0 && p->arm_s2c > 0 && (len = resp_len(p->rbuf + at, p->nrbuf - at, 0)) > 0) {
+        pass_on(p, 1, p->rbuf + at, len);
+        at += len;
+        p->delay_ms[1] = p->arm_s2c;
+        p->arm_s2c = 0;
+    }
+    if (p->drops == 0 && p->arm_s2c == 0) {
         pass_on(p, 1, p->rbuf + at, p->nrbuf - at);
         at = p->nrbuf;
     }
@@ -448,7 +473,7 @@ static int add_rule(const char *line) {
     if (r.kind == F_DELAY) {
         for (int i = 0; i < npairs; i++) {
             if (pairs[i].nfirst > 0) {
-                pick_connection(&pairs[i]);
+                pick_connection(&pairs[i], 0);
             }
         }
     }
@@ -508,12 +533,13 @@ static int64_t run_schedules(int64_t now, int64_t wake) {
 /* A request from the client. Returns -1 if the pair was dropped. */
 static int from_client(int i, const char *buf, size_t k, int64_t now) {
     pair *p = &pairs[i];
-    if (p->nfirst == 0) {
-        p->nfirst = k < FIRST_LEN ? k : FIRST_LEN;
-        memcpy(p->first, buf, p->nfirst);
-        pick_connection(p);
-    }
     pass_on(p, 0, buf, k);
+    if (p->nfirst < FIRST_LEN) {
+        size_t add = k < FIRST_LEN - p->nfirst ? k : FIRST_LEN - p->nfirst;
+        memcpy(p->first + p->nfirst, buf, add);
+        p->nfirst += add;
+        pick_connection(p, 1);
+    }
     const rule *r = match_request(buf, k);
     if (r == NULL) {
         return 0;
@@ -556,7 +582,7 @@ static int from_server(int i, const char *buf, size_t k) {
         p->nheld += k;
         return 0;
     }
-    if (p->drops > 0 || p->nrbuf > 0) {
+    if (p->drops > 0 || p->nrbuf > 0 || p->arm_s2c > 0) {
         if (feed_drops(p, buf, k) != 0) {
             drop_pair(i);
             return -1;

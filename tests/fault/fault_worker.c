@@ -25,6 +25,8 @@
  *             so run.sh can SIGKILL this worker while it is queued (and tell a waiter from a
  *             holder by asking Redis whose token the key holds)
  *   -V        a victim: run.sh kills it; it is not expected to finish (log header says so)
+ *   -G MS     every other acquire waits only MS ms, so the worker often stops waiting while
+ *             queued (a "gave up" event for the dead-waiter idle figure)
  *   -x FILE   also stop when FILE exists; -n 0 means no hold count limit
  * run.sh also SIGSTOPs workers at random (waiter-pause) and logs those pauses itself.
  *
@@ -61,7 +63,8 @@ typedef struct cfg {
     const char *url, *direct_url, *id, *state, *log, *stopfile;
     const char *marker;
     int wid, cycles, fencing, connect_ms, command_ms, long_every, reuse, renew, victim;
-    int64_t lease_ms, wait_ms, cs_us, think_ms, deadline_s, pause_ms, renew_ms, extend_ms;
+    int64_t lease_ms, wait_ms, cs_us, think_ms, deadline_s, pause_ms, renew_ms, extend_ms,
+        giveup_ms;
     int pauses[16], npauses;
 } cfg;
 
@@ -73,7 +76,7 @@ static void usage(void) {
                     "  [-n CYCLES] [-l LEASE_MS] [-W WAIT_MS] [-f] [-c CS_US] [-t THINK_MS]\n"
                     "  [-s STATE] [-o LOG] [-C CONNECT_MS] [-T COMMAND_MS] [-D DEADLINE_S]\n"
                     "  [-p HOLD,HOLD,...] [-P PAUSE_MS] [-x STOPFILE] [-L EVERY]\n"
-                    "  [-R] [-a] [-I RENEW_MS] [-e EXTEND_MS] [-k MARKER] [-V]\n");
+                    "  [-R] [-a] [-I RENEW_MS] [-e EXTEND_MS] [-k MARKER] [-V] [-G GIVEUP_MS]\n");
     exit(2);
 }
 
@@ -102,7 +105,7 @@ static void parse(int argc, char **argv, cfg *c) {
     c->mode = argv[1];
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:RaI:e:k:V")) != -1) {
+    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:RaI:e:k:VG:")) != -1) {
         switch (opt) {
         case 'u':
             c->url = optarg;
@@ -181,6 +184,9 @@ static void parse(int argc, char **argv, cfg *c) {
             break;
         case 'V':
             c->victim = 1;
+            break;
+        case 'G':
+            c->giveup_ms = num(optarg);
             break;
         default:
             usage();
@@ -362,7 +368,9 @@ static int run_worker(const cfg *c) {
         } else {
             snprintf(token, sizeof token, "w%d-%d-%d", c->wid, (int)getpid(), seq);
         }
-        dlock_acquire_options ao = {.wait_ms = c->wait_ms, .token = token};
+        /* -G: every other wait is short, so this worker often gives up while queued. */
+        int64_t wait = c->giveup_ms > 0 && seq % 2 == 0 ? c->giveup_ms : c->wait_ms;
+        dlock_acquire_options ao = {.wait_ms = wait, .token = token};
         if (c->marker != NULL) {
             marker_set(c, token);
         }
