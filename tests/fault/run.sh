@@ -81,6 +81,7 @@ WORKERS=${FAULT_WORKERS:-8}
 SOAK_HOLDS=${SOAK_HOLDS:-1000000}
 SOAK_MINUTES=${SOAK_MINUTES:-30}
 SOAK_ROUND_SECS=${SOAK_ROUND_SECS:-60}
+SOAK_CELLS=${SOAK_CELLS:-4}
 CYCLES=${FAULT_CYCLES:-200}
 if [ $smoke = 1 ]; then
     WORKERS=4
@@ -418,7 +419,7 @@ inject_timed() {
 # SC_CHECK: options for fault_check.
 reset_settings() {
     SC_LEASE=$LEASE SC_WAIT=$WAIT SC_CS=2000 SC_THINK=5 SC_PROXY=0 SC_UNTIL_STOP=0 SC_SECS=15
-    SC_MARKERS=0 SC_TIMER=0 SC_MAX_ERR_FIRED=0
+    SC_MARKERS=0 SC_TIMER=0 SC_MAX_ERR_FIRED=0 SC_CELLS=1 CPIDS=()
     PROXY_RULES=() SC_ALL=() SC_W=() SC_CHECK=() REARM="" REARM_MS=150 FIRED_KIND=drop
     PROXY_FIRED=0
 }
@@ -467,7 +468,21 @@ scenario() {
     local cycles=$CYCLES
     [ "$SC_UNTIL_STOP" = 1 ] && cycles=0
     WPIDS=()
-    local i extra
+    local i extra c
+    # Cell 0 is the scenario as described; with SC_CELLS > 1 (the soak) more cells of the same
+    # workers contend for ids of their own beside it, under the same Redis and proxy faults.
+    for c in $(seq 1 $((SC_CELLS - 1))); do
+        mkdir -p "$DIR/c$c"
+        for i in $(seq 0 $((WORKERS - 1))); do
+            extra=(-c "$SC_CS" -t "$SC_THINK" -x "$DIR/stopw" "${SC_ALL[@]}")
+            # shellcheck disable=SC2206 # SC_W entries are option lists without spaces inside
+            [ -n "${SC_W[$i]:-}" ] && extra+=(${SC_W[$i]})
+            "$bin/fault_worker" worker "${COMMON[@]}" -i "$ID:c$c" -w "$i" -n "$cycles" \
+                -W "$SC_WAIT" -s "$DIR/c$c/state" -o "$DIR/c$c/w$i.log" "${extra[@]}" \
+                2>"$DIR/c$c/w$i.err" &
+            CPIDS+=($!)
+        done
+    done
     for i in $(seq 0 $((WORKERS - 1))); do
         extra=(-c "$SC_CS" -t "$SC_THINK" -x "$DIR/stopw" "${SC_ALL[@]}")
         [ "$SC_MARKERS" = 1 ] && extra+=(-k "$DIR/m$i")
@@ -494,6 +509,10 @@ scenario() {
 
     "$injector"
     [ -n "$timer" ] && wait "$timer" 2>/dev/null
+    touch "$DIR/stopw"
+    for i in "${CPIDS[@]}"; do
+        wait "$i" 2>/dev/null
+    done
 
     for i in "${WPIDS[@]}"; do
         wait "$i" 2>/dev/null
@@ -508,14 +527,25 @@ scenario() {
     stop_pid "$REDIS_PID"
     local logs=("$DIR"/w*.log "$DIR/probe.log")
     [ -n "$(ls "$DIR"/v*.log 2>/dev/null)" ] && logs+=("$DIR"/v*.log)
-    local check=(--name "$NAME" --state "$DIR/state" --workers "$WORKERS" --cycles "$cycles"
-        --wait-ms "$SC_WAIT" --bound-ms "$BOUND" --acq-bound-ms "$ACQ_BOUND" --summary "$summary"
-        --events "$DIR/events" --idle-out "$work/idle.all")
+    local check=(--workers "$WORKERS" --cycles "$cycles" --wait-ms "$SC_WAIT" --bound-ms "$BOUND"
+        --acq-bound-ms "$ACQ_BOUND" --summary "$summary" --idle-out "$work/idle.all")
     [ "$FENCING" = 1 ] && check+=(--fencing)
     [ -f "$DIR/losses" ] && check+=(--losses "$DIR/losses")
     # Failed calls the faults explain: one per reply the proxy dropped.
     [ "$SC_MAX_ERR_FIRED" = 1 ] && check+=(--max-errors "${PROXY_FIRED:-0}")
-    if "$bin/fault_check" "${check[@]}" "${SC_CHECK[@]}" "$@" "${logs[@]}"; then
+    local ok=1 a more=()
+    "$bin/fault_check" --name "$NAME" --state "$DIR/state" --events "$DIR/events" "${check[@]}" \
+        "${SC_CHECK[@]}" "$@" "${logs[@]}" || ok=0
+    # The other cells: the checks that do not depend on what the injector did to cell 0.
+    for a in "${SC_CHECK[@]}" "$@"; do
+        case $a in --clean) more+=("$a") ;; esac
+    done
+    for c in $(seq 1 $((SC_CELLS - 1))); do
+        "$bin/fault_check" --name "$NAME:c$c" --state "$DIR/c$c/state" "${check[@]}" \
+            "${more[@]}" "$DIR/c$c"/w*.log | grep -E 'FAIL|\] (ok|FAILED)' || true
+        grep -q "^FIGURES name=$NAME:c$c ok=1" "$summary" || ok=0
+    done
+    if [ $ok = 1 ]; then
         [ "$SOAK" = 1 ] && rm -rf "$DIR"
     else
         failed+=("$NAME")
@@ -611,7 +641,7 @@ fi
 soak_settings() {
     if [ $SOAK = 1 ]; then
         SC_CS=${SOAK_CS_US:-200} SC_THINK=0 SC_UNTIL_STOP=1 SC_TIMER=1
-        SC_SECS=$SOAK_ROUND_SECS
+        SC_SECS=$SOAK_ROUND_SECS SC_CELLS=$SOAK_CELLS
     fi
 }
 
