@@ -32,60 +32,40 @@
 #define MAX_RESULTS 256
 #define KEY_PREFIX  "dlockbench:"
 
-/* The scripts the library sends, read at run time from src/script.c (DLOCK_SCRIPT_C, set by
- * CMake), so the raw-hiredis limit sends exactly the Redis work the library sends even as the
- * scripts change. mode_cycle checks that the library really ran the same release script (SCRIPT
- * EXISTS after a library release) and says so in the table if not. */
-#ifndef DLOCK_SCRIPT_C
-#define DLOCK_SCRIPT_C "src/script.c"
+/* The scripts the library sends, read at run time from src/lua (DLOCK_LUA_DIR, set by CMake:
+ * the same files the library embeds), so the raw-hiredis limit sends exactly the Redis work the
+ * library sends even as the scripts change. mode_cycle checks that the library really ran the
+ * same release script (SCRIPT EXISTS after a library release) and says so in the table if not. */
+#ifndef DLOCK_LUA_DIR
+#define DLOCK_LUA_DIR "src/lua"
 #endif
 
 static char *release_body, *extend_body, *incr_body;
 
 static void die(const char *fmt, ...);
 
-/* The body of `dlock__script NAME = { .body = "..." "..." };` with C escapes undone. */
-static char *script_from_source(const char *src, const char *name) {
-    char pat[128];
-    snprintf(pat, sizeof pat, "%s = {", name);
-    const char *p = strstr(src, pat);
-    if (p == NULL) {
-        die("%s: no script %s", DLOCK_SCRIPT_C, name);
+static char *read_script(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.lua", DLOCK_LUA_DIR, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        die("cannot read %s: %s", path, strerror(errno));
     }
-    const char *end = strstr(p, "};");
-    char *out = malloc(strlen(src) + 1), *o = out;
-    if (out == NULL || end == NULL) {
-        die("%s: cannot read script %s", DLOCK_SCRIPT_C, name);
+    static const size_t max = 1 << 17;
+    char *body = malloc(max);
+    size_t n = body != NULL ? fread(body, 1, max - 1, f) : 0;
+    fclose(f);
+    if (body == NULL || n == 0) {
+        die("cannot read %s", path);
     }
-    for (p = strstr(p, ".body"); p != NULL && p < end; p++) {
-        if (*p != '"') {
-            continue;
-        }
-        for (p++; *p != '"'; p++) {
-            if (*p == '\\') {
-                p++;
-                *o++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
-            } else {
-                *o++ = *p;
-            }
-        }
-    }
-    *o = '\0';
-    return out;
+    body[n] = '\0';
+    return body;
 }
 
 static void load_scripts(void) {
-    FILE *f = fopen(DLOCK_SCRIPT_C, "r");
-    if (f == NULL) {
-        die("cannot read %s: %s", DLOCK_SCRIPT_C, strerror(errno));
-    }
-    static char src[1 << 17];
-    size_t n = fread(src, 1, sizeof src - 1, f);
-    src[n] = '\0';
-    fclose(f);
-    release_body = script_from_source(src, "dlock__script_release_handoff");
-    extend_body = script_from_source(src, "dlock__script_extend");
-    incr_body = script_from_source(src, "dlock__script_incr_expire");
+    release_body = read_script("queue_release");
+    extend_body = read_script("extend");
+    incr_body = read_script("incr_expire");
 }
 
 /* ---- Configuration ------------------------------------------------------------------------- */
@@ -106,7 +86,7 @@ static struct {
     .workers = 16,
     .outdir = ".",
     .keys = "1,1000,100000,1000000",
-    .modes = "cycle,contend,keys,extend,debounce,memory,cli,server",
+    .modes = "cycle,contend,deadwaiter,keys,extend,debounce,memory,cli,server",
 };
 
 static void die(const char *fmt, ...) {
@@ -563,15 +543,15 @@ static int raw_set_nx(raw_ctx *x, const char *key) {
 }
 
 /* The library's release for ids that have sibling keys (all ids without braces): the hand-off
- * script with the queue, waiters and fence keys "{ID}:NAME" and the channel "dlock:grant:ID". */
+ * script with the queue, waiters and fence keys "{ID}:NAME" and the grant channel prefix. */
 static void raw_release(raw_ctx *x, const char *key) {
     char q[128], w[128], fe[128], ch[128];
     snprintf(q, sizeof q, "{%s}:queue", key);
     snprintf(w, sizeof w, "{%s}:waiters", key);
     snprintf(fe, sizeof fe, "{%s}:fence", key);
-    snprintf(ch, sizeof ch, "dlock:grant:%s", key);
-    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch};
-    raw_do(x->c, 9, argv);
+    snprintf(ch, sizeof ch, "{%s}:grant:", key);
+    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch, "publish"};
+    raw_do(x->c, 10, argv);
 }
 
 static int step_raw_cycle(void *ctx, int phase) {
@@ -931,7 +911,8 @@ static void run_contend(const char *url, int raw, int procs, double secs, conten
     munmap(sh, size);
 }
 
-static void report_contend(const char *tr, int raw, int procs, contend_acc *acc) {
+static void report_contend(const char *tr, const char *impl, int procs, contend_acc *acc) {
+    int raw = strcmp(impl, "raw") == 0;
     int W = cfg.workers;
     uint64_t total = 0, lo = UINT64_MAX, hi = 0;
     char counts[400] = "";
@@ -949,39 +930,51 @@ static void report_contend(const char *tr, int raw, int procs, contend_acc *acc)
     snprintf(mode, sizeof mode, "contend-%s", procs ? "procs" : "threads");
     char op[40];
     snprintf(op, sizeof op, "W=%d wait+cycle", W);
-    result *r =
-        add_result(tr, mode, op, raw ? "raw" : "dlock", &acc->s, (double)total / acc->elapsed);
+    result *r = add_result(tr, mode, op, impl, &acc->s, (double)total / acc->elapsed);
     double fair = hi > 0 ? (double)lo / (double)hi : 0;
     snprintf(r->note, sizeof r->note, "fairness %.2f (min %llu / max %llu)%s; per worker: %s", fair,
              (unsigned long long)lo, (unsigned long long)hi, acc->errors ? "; ERRORS" : "", counts);
     fprintf(stderr, "        %s\n", r->note);
     char tag[64], title[96];
-    snprintf(tag, sizeof tag, "wait_%s_%s_%s", tr, procs ? "procs" : "threads",
-             raw ? "raw" : "dlock");
+    snprintf(tag, sizeof tag, "wait_%s_%s_%s", tr, procs ? "procs" : "threads", impl);
     snprintf(title, sizeof title, "%s W=%d %s %s wait", tr, W, procs ? "processes" : "threads",
-             raw ? "raw spin" : "dlock");
+             raw ? "raw spin" : impl);
     save_series(&acc->s, tag, title, 1);
     s_free(&acc->s);
 }
+
+/* The library's internal switch between the two hand-off protocols (src/queue.h): 0 = a grant
+ * message is the grant (what dlock does), 1 = it is a wake-up that a try confirms. */
+extern int dlock__queue_confirm_grants;
 
 static void mode_contend(const char *url) {
     const char *tr = transport_of(url);
     int can_raw = strcmp(tr, "rest") != 0;
     for (int procs = 0; procs <= 1; procs++) {
         size_t from = nresults;
-        contend_acc racc, lacc;
+        contend_acc racc, lacc, cacc;
         memset(&racc, 0, sizeof racc);
         memset(&lacc, 0, sizeof lacc);
+        memset(&cacc, 0, sizeof cacc);
+        int compare = can_raw && !procs;          /* the confirming protocol, for the record */
         for (int round = 0; round < 2; round++) { /* interleaved, like run_pair */
             if (can_raw) {
                 run_contend(url, 1, procs, cfg.secs / 2, &racc);
             }
+            if (compare) {
+                dlock__queue_confirm_grants = 1;
+                run_contend(url, 0, procs, cfg.secs / 2, &cacc);
+                dlock__queue_confirm_grants = 0;
+            }
             run_contend(url, 0, procs, cfg.secs / 2, &lacc);
         }
         if (can_raw) {
-            report_contend(tr, 1, procs, &racc);
+            report_contend(tr, "raw", procs, &racc);
         }
-        report_contend(tr, 0, procs, &lacc);
+        if (compare) {
+            report_contend(tr, "confirm", procs, &cacc);
+        }
+        report_contend(tr, "dlock", procs, &lacc);
         pair_ratios(from);
         const result *r = &results[nresults - 1];
         const char *kind = procs ? "processes" : "threads";
@@ -1000,6 +993,120 @@ static void mode_contend(const char *url) {
             add_check(name, hi > 0 ? lo / hi : 0, 0.5, 1, "x");
         }
     }
+}
+
+/* ---- (b2) what a waiter that dies while queued costs the next live one ---------------------
+ * Each round: a holder holds the id; two waiter processes queue (wait 40 s, the default 10 s
+ * lease); the first is SIGKILLed; `gap` ms later the holder releases. The figure is the time
+ * from that release to the second waiter's acquisition: before issue 10 it was the dead
+ * waiter's whole lease. */
+
+#define DEAD_ROUNDS 12
+
+static long long queue_len(redisContext *c, const char *key) {
+    char q[128];
+    snprintf(q, sizeof q, "{%s}:queue", key);
+    const char *argv[] = {"LLEN", q};
+    redisReply *r = raw_cmd(c, 2, argv);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static void await_queue_len(redisContext *c, const char *key, long long n) {
+    uint64_t until = now_ns() + secs_ns(10);
+    while (queue_len(c, key) < n) {
+        if (now_ns() > until) {
+            die("deadwaiter: waiters did not queue on %s", key);
+        }
+        sleep_ns(2000000);
+    }
+}
+
+/* A waiter process: blocking acquire, then the time it returned, into *at. */
+static pid_t spawn_dead_waiter(const char *url, const char *key, volatile uint64_t *at) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        die("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        dlock_client *c = lib_open(url, 0);
+        dlock_lock *l;
+        lib_check(dlock_lock_new(&l, c, key, NULL), "lock_new");
+        dlock_acquire_options ao = {.wait_ms = 40000};
+        int rc = dlock_lock_acquire(l, &ao);
+        *at = rc == DLOCK_OK ? now_ns() : 0;
+        if (rc == DLOCK_OK) {
+            dlock_lock_release(l);
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+static uint64_t dead_waiter_round(const char *url, redisContext *raw, int round, int gap_ms,
+                                  volatile uint64_t *at) {
+    char key[64];
+    snprintf(key, sizeof key, KEY_PREFIX "dead:%d:%d", (int)getpid(), round);
+    dlock_client *c = lib_open(url, 0);
+    dlock_lock *holder;
+    lib_check(dlock_lock_new(&holder, c, key, NULL), "lock_new");
+    lib_check(dlock_lock_acquire(holder, NULL), "acquire");
+    *at = 0;
+    pid_t dead = spawn_dead_waiter(url, key, at);
+    await_queue_len(raw, key, 1);
+    pid_t live = spawn_dead_waiter(url, key, at);
+    await_queue_len(raw, key, 2);
+    kill(dead, SIGKILL);
+    waitpid(dead, NULL, 0);
+    sleep_ns((uint64_t)gap_ms * 1000000u);
+    uint64_t released = now_ns();
+    lib_check(dlock_lock_release(holder), "release");
+    int st;
+    waitpid(live, &st, 0);
+    dlock_lock_free(holder);
+    dlock_client_close(c);
+    if (*at == 0) {
+        die("deadwaiter: the live waiter did not get the lock");
+    }
+    return *at - released;
+}
+
+static void mode_deadwaiter(const char *url) {
+    const char *tr = transport_of(url);
+    redisContext *raw = raw_connect(url);
+    volatile uint64_t *at =
+        mmap(NULL, sizeof *at, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (at == MAP_FAILED) {
+        die("mmap: %s", strerror(errno));
+    }
+    static const int gaps[] = {0, 100, 2500};
+    for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+        samples s;
+        memset(&s, 0, sizeof s);
+        int rounds = gaps[g] > 1000 ? 3 : DEAD_ROUNDS;
+        uint64_t worst = 0;
+        for (int i = 0; i < rounds; i++) {
+            uint64_t idle = dead_waiter_round(url, raw, (int)g * 100 + i, gaps[g], at);
+            s_add(&s, idle);
+            worst = idle > worst ? idle : worst;
+        }
+        char op[48], name[96];
+        snprintf(op, sizeof op, "kill, %d ms, release", gaps[g]);
+        result *r = add_result(tr, "dead-waiter", op, "dlock", &s, 0);
+        snprintf(r->note, sizeof r->note, "release -> next live waiter; max %.1f ms over %d",
+                 (double)worst / 1e6, rounds);
+        fprintf(stderr, "        %s\n", r->note);
+        snprintf(name, sizeof name,
+                 "%s: dead waiter (released %d ms after its kill) costs the "
+                 "next, max",
+                 tr, gaps[g]);
+        add_check(name, (double)worst / 1e6, 1000, 0, "ms");
+        s_free(&s);
+    }
+    munmap((void *)at, sizeof *at);
+    redisFree(raw);
 }
 
 /* ---- (c) many distinct ids ------------------------------------------------------------------ */
@@ -1686,6 +1793,9 @@ int main(int argc, char **argv) {
         }
         if (mode_on("contend")) { /* REST cannot subscribe: its waiters poll (no raw limit) */
             mode_contend(url);
+        }
+        if (mode_on("deadwaiter") && !rest) { /* REST waiters poll: there is no queue */
+            mode_deadwaiter(url);
         }
         if (mode_on("keys") && !rest) { /* needs a raw client to fill the keyspace */
             mode_keys(url);

@@ -75,6 +75,7 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_EHTTP     -10 /* REST transport: an HTTP status other than 2xx/400/401 */
 #define DLOCK_ESTATE    -11 /* the call is not valid in the handle's current state */
 #define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
+#define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; nothing is held */
 
 /* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
  * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
@@ -178,11 +179,13 @@ typedef struct dlock_acquire_options {
                           = a fresh random UUID v4. At most 512 bytes, any bytes but NUL. */
     int64_t wait_ms;   /* > 0: instead of attempts/delay, keep trying until this much time has
                           passed. The handle queues itself and a dlock release hands the lock
-                          straight to the first waiter (wake-on-release, FIFO); holders that do
-                          not hand off (e.g. @upstash/lock) are polled every 250-500 ms. Without
-                          a queue (REST transport, or an id with no Cluster slot for one) it
-                          polls with capped exponential backoff and full jitter (sleep uniform in
-                          [1, b] ms, b doubling from 10 to 500); 0 = use attempts/delay */
+                          straight to the first live waiter (wake-on-release, FIFO); holders that
+                          do not hand off (e.g. @upstash/lock) are polled every 250-500 ms. A
+                          waiter whose process died, or that stopped waiting, is skipped by the
+                          hand-off. Without a queue (REST transport, or an id with no Cluster
+                          slot for one) it polls with capped exponential backoff and full jitter
+                          (sleep uniform in [1, b] ms, b doubling from 10 to 500); 0 = use
+                          attempts/delay */
 } dlock_acquire_options;
 
 typedef enum dlock_state { DLOCK_FREE = 0, DLOCK_ACQUIRED = 1 } dlock_state;
@@ -197,8 +200,9 @@ DLOCK_API int dlock_lock_new(dlock_lock **out, dlock_client *client, const char 
                              const dlock_lock_options *options);
 
 /* Auto-renew, when lock options set auto_renew: after each successful acquire, a thread of the
- * library (one per lock handle, started on the first acquire) sets the lease back to its full
- * length every renew_interval_ms (default lease/3) with an owner-checked script, on its own
+ * library (one per lock handle, started on the first acquire) makes the remaining lease at least
+ * its full length every renew_interval_ms (default lease/3) with an owner-checked script that
+ * never shortens it (a lease made longer by dlock_lock_extend stays longer), on its own
  * pooled connection, so the user's work never delays it. A failed renewal that still leaves time
  * is retried (every interval/4, at least 20 ms) and reported to on_renew_error. If a renewal finds
  * the key gone or taken (DLOCK_LOST_TAKEN), or Redis stays unreachable until the lease is over
@@ -212,8 +216,12 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
 /* Tries to take the lock: up to `attempts` times SET id token NX PX lease, pausing delay_ms
  * between tries and not after the last. `options` may be NULL (the lock's settings). With
  * options->wait_ms > 0 it instead waits until wait_ms have passed, queued for a hand-off (see
- * dlock_acquire_options.wait_ms); a waiting handle keeps one extra connection, subscribed to the
- * channel "dlock:grant:ID", until dlock_lock_free.
+ * dlock_acquire_options.wait_ms); a waiting handle keeps one extra connection, subscribed to a
+ * channel of its own ("{ID}:grant:" and 16 random hex digits), until dlock_lock_free.
+ * A hand-off counts as this call's only if it granted the queue entry of the call's latest try,
+ * so its lease is counted from that try's send time; a grant that arrives too late for that is
+ * checked in Redis first. A call holds only what it set itself or what was handed to it: a key
+ * that already holds a custom token equal to this call's is someone else's.
  * If a reply is lost to a broken connection, the call reconnects and checks whether its SET took
  * effect (GET id) before it reports anything, so it does not report an error for a lock it holds;
  * if Redis cannot be reached for that check either, the error message says so, and a lock the
@@ -222,8 +230,21 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
  * holds it after all attempts), or an error (EINVAL for bad options, EIO, ETIMEDOUT, ...).
  * A failed acquire leaves a token the handle already held untouched.
+ * Every path that ends a blocking acquire without the lock (deadline, error, cancel) leaves the
+ * wait queue in the same call, or, when Redis cannot be reached to leave it, closes the
+ * subscription so that no release hands the lock to it.
+ * Returns DLOCK_ECANCELED when dlock_lock_cancel stopped it (nothing is held then).
  * Thread-safety: one thread at a time per handle. */
 DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *options);
+
+/* Stops the acquire running on `lock` in another thread, or, if none is running, the next
+ * acquire to start on it: that call returns DLOCK_ECANCELED within about 50 ms plus one round
+ * trip, after leaving the wait queue and passing on a lock that was handed to it meanwhile. An
+ * acquire that had already succeeded is not undone (check its return code). For `dlock run`'s
+ * Ctrl-C, and any caller that must stop waiting at once.
+ * Returns DLOCK_OK, or DLOCK_EINVAL for NULL. Thread-safety: any thread (not from a signal
+ * handler); the handle must stay alive until the acquire returns. */
+DLOCK_API int dlock_lock_cancel(dlock_lock *lock);
 
 /* Releases the lock if this handle's token still holds it (atomic Lua check-and-delete). After an
  * error (Redis unreachable, ...) the handle keeps its token, so the call can be retried; if the
@@ -231,7 +252,8 @@ DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *
  * dlock handle waits for the id (wait_ms), the lock passes straight to the first live waiter
  * instead of being deleted, in the same script; that waiter's lease and fencing token apply.
  * Returns DLOCK_OK (deleted), DLOCK_NOT_HELD (not acquired by this handle, expired, or taken by
- * another holder), or an error. After OK or NOT_HELD the handle holds no token. */
+ * another holder), or an error. After OK or NOT_HELD the handle holds no token. After any return,
+ * dlock_lock_validity_ms is 0: a release whose reply was lost may have taken effect. */
 DLOCK_API int dlock_lock_release(dlock_lock *lock);
 
 /* Adds `ms` milliseconds to the lock's remaining lease, if this handle still holds it (atomic
@@ -272,8 +294,9 @@ DLOCK_API const char *dlock_lock_token(const dlock_lock *lock);
 DLOCK_API int64_t dlock_lock_fencing_token(const dlock_lock *lock);
 
 /* How long the holder may still safely assume it holds the lock, in ms, as Redlock computes it:
- * the lease granted by the last successful acquire or extend, minus the time elapsed on the
- * local monotonic clock since that request was SENT, minus the drift margin. 0 when not held
+ * the lease Redis confirmed by the last successful acquire, extend or renewal, minus the time
+ * elapsed on the local monotonic clock since that request was SENT, minus the drift margin. A
+ * renewal or extend whose reply was lost changes nothing here. 0 when not held, after release,
  * or when that time is over. Never a round trip. */
 DLOCK_API int64_t dlock_lock_validity_ms(const dlock_lock *lock);
 
@@ -299,7 +322,8 @@ typedef struct dlock_debounce dlock_debounce;
 typedef void (*dlock_debounce_fn)(const void *arg, size_t len, void *userdata);
 
 /* Receives the failure of an asynchronous dlock_debounce_call (e.g. Redis unreachable). rc is a
- * negative code; msg names the cause (valid during the callback only). */
+ * negative code; msg names the cause (valid during the callback only). Runs on the handle's
+ * deciding thread, in call order, never at the same time as the handle's dlock_debounce_fn. */
 typedef void (*dlock_debounce_error_fn)(int rc, const char *msg, void *userdata);
 
 typedef struct dlock_debounce_options {
@@ -318,13 +342,20 @@ typedef struct dlock_debounce_options {
 DLOCK_API int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *id,
                                  const dlock_debounce_options *options);
 
-/* Counts one call and returns at once, like calling the seed's call() without awaiting it. The
- * library copies `arg` (len bytes; arg may be NULL if len is 0), then, on a thread of its own
- * (started by the first call): INCR id, waits wait_ms, GET id, and runs the callback on that
- * thread if no other call (from any process) came in between. Decisions of one handle run one
- * after another on that thread, so a slow callback delays later decisions of the same handle.
- * Returns DLOCK_OK (queued), DLOCK_EINVAL, DLOCK_ENOMEM, DLOCK_ESYS (thread could not start).
- * Network errors are reported to error_callback, later. */
+/* Counts one call and returns at once, like calling the seed's call() without awaiting it (the
+ * seed sends its INCR before its first await). The library copies `arg` (len bytes; arg may be
+ * NULL if len is 0) and passes the call to the handle's two threads (started by its first call):
+ * - the counting thread sends INCR id at once, whatever the callback is doing (a handle's INCRs
+ *   go one at a time, in call order). So a call counts from when it is made: it supersedes
+ *   earlier calls and is superseded by later ones, of any handle or process, as in the seed;
+ * - the deciding thread waits wait_ms from the INCR's reply, GETs id, and runs the callback if no
+ *   other call came in between. Decisions of one handle run one after another, in call order, on
+ *   this thread, so a slow callback delays the decisions of later calls of the same handle (never
+ *   their counting); a decision made late is also superseded by calls made after its wait ended,
+ *   up to its GET.
+ * Returns DLOCK_OK (queued), DLOCK_EINVAL, DLOCK_ENOMEM, DLOCK_ESYS (a thread could not start).
+ * The INCR is not awaited, so its failure is not in the return code: network errors are reported
+ * to error_callback, later. */
 DLOCK_API int dlock_debounce_call(dlock_debounce *debounce, const void *arg, size_t len);
 
 /* Counts one call and blocks for the wait, like `await call()`: INCR, wait, GET, and runs the
@@ -338,7 +369,7 @@ DLOCK_API int dlock_debounce_call_sync(dlock_debounce *debounce, const void *arg
  * Returns DLOCK_OK, or DLOCK_EINVAL for NULL. Must not be called from the callback. */
 DLOCK_API int dlock_debounce_flush(dlock_debounce *debounce);
 
-/* Flushes, stops the handle's thread and frees the handle. NULL is a no-op. Must not be called
+/* Flushes, stops the handle's threads and frees the handle. NULL is a no-op. Must not be called
  * from the callback. */
 DLOCK_API void dlock_debounce_free(dlock_debounce *debounce);
 

@@ -58,6 +58,26 @@ void dlock__sleep_ms(int64_t ms) {
     }
 }
 
+int dlock__sleep_cancellable(int64_t ms, atomic_int *cancel) {
+    int64_t until = dlock__add_sat(dlock__now_ms(), ms > 0 ? ms : 0);
+    for (;;) {
+        if (atomic_load(cancel)) {
+            return 1;
+        }
+        int64_t left = until - dlock__now_ms();
+        if (left <= 0) {
+            return 0;
+        }
+        dlock__sleep_ms(left < DLOCK__CANCEL_SLICE_MS ? left : DLOCK__CANCEL_SLICE_MS);
+    }
+}
+
+int64_t dlock__backoff_pause(int64_t *backoff, int64_t cap) {
+    int64_t pause = 1 + (int64_t)dlock__random_below((uint64_t)*backoff);
+    *backoff = *backoff * 2 > cap ? cap : *backoff * 2;
+    return pause;
+}
+
 int64_t dlock__add_sat(int64_t a, int64_t b) {
     return a > INT64_MAX - b ? INT64_MAX : a + b;
 }

@@ -48,6 +48,8 @@ const char *dlock_strerror(int rc) {
         return "invalid state";
     case DLOCK_ESYS:
         return "system error";
+    case DLOCK_ECANCELED:
+        return "cancelled";
     default:
         return "unknown dlock code";
     }

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,14 @@ void dlock__cond_init_monotonic(pthread_cond_t *cv);
 void dlock__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms);
 /* Sleeps until `ms` have passed (EINTR-safe). */
 void dlock__sleep_ms(int64_t ms);
+/* A blocked call looks at its cancel flag at least this often (dlock_lock_cancel). */
+#define DLOCK__CANCEL_SLICE_MS 50
+/* Sleeps `ms`, or less if *cancel becomes non-zero (checked every DLOCK__CANCEL_SLICE_MS).
+ * Returns 1 if cancelled, 0 if the time passed. The flag is not reset. */
+int dlock__sleep_cancellable(int64_t ms, atomic_int *cancel);
+/* Full-jitter backoff: returns a pause uniform in [1, *backoff] ms and doubles *backoff up to
+ * cap, so pollers spread out instead of retrying in lockstep. */
+int64_t dlock__backoff_pause(int64_t *backoff, int64_t cap);
 /* a + b, saturating at INT64_MAX; both non-negative. */
 int64_t dlock__add_sat(int64_t a, int64_t b);
 
@@ -207,11 +216,33 @@ typedef struct dlock__script {
 
 extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
     dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced,
-    dlock__script_release_handoff, dlock__script_acquire_wait;
+    dlock__script_queue_try, dlock__script_queue_release;
 
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
                       const size_t *lens, dlock__reply *reply, int *sent);
+
+/* ---- subscribe.c: a connection subscribed to one pub/sub channel ---- */
+
+/* Opens a connection of the client's transport and subscribes it to `channel`, within the
+ * client's deadlines. Returns DLOCK_OK with *out, DLOCK_ESTATE if the transport cannot subscribe
+ * (REST), or the connection's error. */
+int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out);
+/* Reads one message before deadline_ms: DLOCK_OK with *payload (the message's third element,
+ * owned by *msg: clear msg after use), DLOCK_ETIMEDOUT, or an error (the connection is then
+ * broken: close it). Replies that are not messages are returned with *payload NULL. */
+int dlock__sub_read(dlock_client *c, dlock__conn *conn, dlock__reply *msg,
+                    const dlock__reply **payload, int64_t deadline_ms);
+void dlock__sub_close(dlock_client *c, dlock__conn *conn);
+/* The command a script publishes hand-offs with: "publish" (or "spublish" on a cluster). */
+const char *dlock__sub_publish_command(const dlock_client *c);
+
+/* ---- keys.c: the keys that sit beside a lock id ---- */
+
+/* Names key NAME beside `id` in id's Redis Cluster slot: "{ID}:NAME", or "{TAG}:NAME:ID" when id
+ * has a non-empty hash tag {TAG}. Sets *len. Returns NULL with *ok = 0 for ids whose slot no
+ * other key can share ('{' or '}' without a non-empty tag), NULL with *ok = 1 on ENOMEM. */
+char *dlock__sibling_key(const char *id, size_t idlen, const char *name, size_t *len, int *ok);
 
 /* ---- shared validation ---- */
 

@@ -36,39 +36,11 @@ static int check_settings(int64_t lease, int attempts, int64_t delay, const char
     return DLOCK_OK;
 }
 
-/* Names a sibling key of the lock ("fence", "queue", "waiters") in the lock key's Redis Cluster
- * slot. Slot hashing uses the text between the first '{' and the next '}' when that is
- * non-empty, else the whole key: so "{ID}:NAME", or "{TAG}:NAME:ID" when ID has a tag {TAG}.
- * Returns NULL (with *ok = 0) for ids whose slot no other key can share, or on ENOMEM. */
-static char *sibling_key(const dlock_lock *l, const char *name, size_t *len, int *ok) {
-    const char *open = strchr(l->id, '{');
-    const char *close = open != NULL ? strchr(open + 1, '}') : NULL;
-    size_t n = strlen(name);
-    char *k;
-    *ok = 1;
-    if (open != NULL && close != NULL && close > open + 1) {
-        size_t tag = (size_t)(close - open - 1);
-        *len = tag + n + 4 + l->idlen;
-        if ((k = malloc(*len + 1)) != NULL) {
-            snprintf(k, *len + 1, "{%.*s}:%s:%s", (int)tag, open + 1, name, l->id);
-        }
-    } else if (open != NULL || strchr(l->id, '}') != NULL) {
-        *ok = 0;
-        return NULL;
-    } else {
-        *len = l->idlen + n + 3;
-        if ((k = malloc(*len + 1)) != NULL) {
-            snprintf(k, *len + 1, "{%s}:%s", l->id, name);
-        }
-    }
-    return k;
-}
-
-/* Makes the sibling keys and the grant channel. Ids that cannot have siblings still work, with
- * plain release and polling waiters; only fencing needs them. */
+/* Makes the fencing counter's key and the wait queue. Ids whose slot no second key can share
+ * still work, with plain release and polling waiters; only fencing needs the counter. */
 static int make_siblings(dlock_lock *l, int fencing) {
     int ok;
-    l->fence_key = sibling_key(l, "fence", &l->fence_len, &ok);
+    l->fence_key = dlock__sibling_key(l->id, l->idlen, "fence", &l->fence_len, &ok);
     if (!ok) {
         return fencing ? dlock__err(DLOCK_EINVAL,
                                     "dlock_lock_new: fencing needs an id without '{' or '}', or "
@@ -76,24 +48,15 @@ static int make_siblings(dlock_lock *l, int fencing) {
                                     "can share the Redis Cluster slot of this id")
                        : DLOCK_OK;
     }
-    l->queue_key = sibling_key(l, "queue", &l->queue_len, &ok);
-    l->waiters_key = sibling_key(l, "waiters", &l->waiters_len, &ok);
-    l->channel_len = 12 + l->idlen;
-    l->channel = malloc(l->channel_len + 1);
-    if (l->fence_key == NULL || l->queue_key == NULL || l->waiters_key == NULL ||
-        l->channel == NULL) {
+    if (l->fence_key == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    snprintf(l->channel, l->channel_len + 1, "dlock:grant:%s", l->id);
-    l->has_siblings = 1;
-    return DLOCK_OK;
+    return dlock__queue_new(&l->queue, l->client, l->id, l->idlen, l->fence_key, l->fence_len);
 }
 
 static void free_siblings(dlock_lock *l) {
+    dlock__queue_free(l->queue);
     free(l->fence_key);
-    free(l->queue_key);
-    free(l->waiters_key);
-    free(l->channel);
 }
 
 int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
@@ -166,12 +129,6 @@ static void drop_token(dlock_lock *l) {
     l->lost = 0;
 }
 
-static void drop_hold(dlock_lock *l) {
-    pthread_mutex_lock(&l->mu);
-    drop_token(l);
-    pthread_mutex_unlock(&l->mu);
-}
-
 void dlock_lock_free(dlock_lock *l) {
     if (l == NULL) {
         return;
@@ -180,7 +137,6 @@ void dlock_lock_free(dlock_lock *l) {
     drop_token(l);
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->mu);
-    dlock__wait_close(l);
     free_siblings(l);
     free(l->id);
     free(l);
@@ -213,8 +169,8 @@ static int set_took_effect(dlock_lock *l, const char *token, size_t token_len, i
 
 /* One SET NX PX (or the fenced script). Returns OK, NOT_ACQUIRED or an error; never an error
  * while holding the lock. Sets *fence to the fencing token when fencing. */
-int dlock__lock_try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
-                        int64_t *fence) {
+static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                   int64_t *fence) {
     char px[24];
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
     dlock__reply r;
@@ -264,6 +220,49 @@ int dlock__lock_try_set(dlock_lock *l, const char *token, size_t token_len, int6
     return rc;
 }
 
+static int cancelled(dlock_lock *l) {
+    atomic_store(&l->cancel, 0);
+    return dlock__err(DLOCK_ECANCELED, "acquire cancelled");
+}
+
+/* Up to `attempts` tries, delay ms apart (never after the last: the seed sleeps there too). */
+static int try_attempts(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                        int attempts, int64_t delay, dlock__grant *g) {
+    int rc = DLOCK_NOT_ACQUIRED;
+    for (int i = 0; i < attempts; i++) {
+        if (atomic_load(&l->cancel)) {
+            return cancelled(l);
+        }
+        g->sent_at = dlock__now_ms();
+        rc = try_set(l, token, token_len, lease, &g->fence);
+        if (rc != DLOCK_NOT_ACQUIRED) {
+            break;
+        }
+        if (i + 1 < attempts && delay > 0 && dlock__sleep_cancellable(delay, &l->cancel)) {
+            return cancelled(l);
+        }
+    }
+    return rc;
+}
+
+/* Polling until the deadline, for ids that have no wait queue (no Cluster slot for one). */
+static int poll_until(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                      int64_t deadline, dlock__grant *g) {
+    int64_t backoff = 10;
+    for (;;) {
+        g->sent_at = dlock__now_ms();
+        int rc = try_set(l, token, token_len, lease, &g->fence);
+        int64_t left = deadline - dlock__now_ms();
+        if (rc != DLOCK_NOT_ACQUIRED || left <= 0) {
+            return rc;
+        }
+        int64_t pause = dlock__backoff_pause(&backoff, 500);
+        if (dlock__sleep_cancellable(pause < left ? pause : left, &l->cancel)) {
+            return cancelled(l);
+        }
+    }
+}
+
 /* 1 when called from on_lost or on_renew_error, i.e. on the handle's own renewal thread. */
 static int on_renewal_thread(dlock_lock *l) {
     pthread_mutex_lock(&l->mu);
@@ -307,21 +306,20 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         return rc;
     }
 
-    int64_t fence = 0, sent_at = 0, granted_ms = lease;
-    if (o->wait_ms > 0) {
+    dlock__grant g = {0, 0, lease};
+    if (atomic_exchange(&l->cancel, 0)) {
+        return dlock__err(DLOCK_ECANCELED, "acquire cancelled (by a dlock_lock_cancel made before "
+                                           "it started)");
+    }
+    if (o->wait_ms > 0 && l->queue != NULL) {
+        int64_t deadline = dlock__add_sat(dlock__now_ms(), o->wait_ms);
+        rc = dlock__queue_wait(l->queue, token, token_len, lease, l->fencing, deadline, &l->cancel,
+                               &g);
+    } else if (o->wait_ms > 0) {
         rc =
-            dlock__lock_wait(l, token, token_len, lease, o->wait_ms, &fence, &sent_at, &granted_ms);
+            poll_until(l, token, token_len, lease, dlock__add_sat(dlock__now_ms(), o->wait_ms), &g);
     } else {
-        for (int i = 0; i < attempts; i++) {
-            sent_at = dlock__now_ms();
-            rc = dlock__lock_try_set(l, token, token_len, lease, &fence);
-            if (rc != DLOCK_NOT_ACQUIRED) {
-                break;
-            }
-            if (i + 1 < attempts && delay > 0) {
-                dlock__sleep_ms(delay); /* never after the last attempt (the seed does) */
-            }
-        }
+        rc = try_attempts(l, token, token_len, lease, attempts, delay, &g);
     }
     if (rc != DLOCK_OK) {
         return rc; /* a token this handle held before stays, so it can still be released */
@@ -337,10 +335,10 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     drop_token(l);
     l->token = copy;
     l->token_len = token_len;
-    l->fencing_token = fence;
+    l->fencing_token = g.fence;
     l->hold_lease_ms = lease;
-    l->granted_at = sent_at;
-    l->granted_ms = granted_ms;
+    l->granted_at = g.sent_at;
+    l->granted_ms = g.ms;
     pthread_mutex_unlock(&l->mu);
     if (l->auto_renew && (rc = dlock__renew_start(l)) != DLOCK_OK) {
         /* Holding a lock nobody renews, while reporting failure, would leave it orphaned. */
@@ -349,7 +347,26 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         dlock_lock_release(l);
         return dlock__err(rc, "%s; the lock was released again", saved);
     }
+    dlock__err_clear(); /* a verified lost reply or a timed-out wait step left a message */
     return DLOCK_OK;
+}
+
+/* The release script for ids without a wait queue. OK, NOT_HELD or an error. */
+static int plain_release(dlock_lock *l, int *sent) {
+    const char *argv[] = {l->id, l->token};
+    size_t lens[] = {l->idlen, l->token_len};
+    dlock__reply r;
+    int rc = dlock__script_run(l->client, &dlock__script_release, 1, 2, argv, lens, &r, sent);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    if (r.type == DLOCK__REPLY_INT) {
+        rc = r.integer >= 1 ? DLOCK_OK : DLOCK_NOT_HELD;
+    } else {
+        rc = dlock__reply_error(l->client, &r, "release");
+    }
+    dlock__reply_clear(&r);
+    return rc;
 }
 
 int dlock_lock_release(dlock_lock *l) {
@@ -362,40 +379,23 @@ int dlock_lock_release(dlock_lock *l) {
     if (l->token == NULL) {
         return DLOCK_NOT_HELD;
     }
-    dlock__reply r;
-    int rc, sent = 0;
-    if (l->has_siblings) {
-        /* Hands the lock straight to the first live queued waiter, if any (see wait.c). */
-        const char *argv[] = {l->id,        l->queue_key, l->waiters_key,
-                              l->fence_key, l->token,     l->channel};
-        size_t lens[] = {l->idlen,     l->queue_len, l->waiters_len,
-                         l->fence_len, l->token_len, l->channel_len};
-        rc = dlock__script_run(l->client, &dlock__script_release_handoff, 4, 6, argv, lens, &r,
-                               &sent);
+    int sent = 0;
+    int rc = l->queue != NULL ? dlock__queue_release(l->queue, l->token, l->token_len, &sent)
+                              : plain_release(l, &sent);
+    pthread_mutex_lock(&l->mu);
+    if (rc == DLOCK_OK || rc == DLOCK_NOT_HELD) {
+        drop_token(l);
     } else {
-        const char *argv[] = {l->id, l->token};
-        size_t lens[] = {l->idlen, l->token_len};
-        rc = dlock__script_run(l->client, &dlock__script_release, 1, 2, argv, lens, &r, &sent);
+        l->granted_ms = 0; /* whatever happened, this handle no longer counts on holding it */
     }
-    if (rc != DLOCK_OK) {
-        if (sent) {
-            /* A retry would then find the key gone and say NOT_HELD: tell the caller why. */
-            char saved[512];
-            snprintf(saved, sizeof saved, "%s", dlock_errmsg());
-            return dlock__err(rc,
-                              "%s; the release may have taken effect before the reply was "
-                              "lost",
-                              saved);
-        }
-        return rc;
+    pthread_mutex_unlock(&l->mu);
+    if (rc < 0 && sent) {
+        /* A retry would then find the key gone and say NOT_HELD: tell the caller why. */
+        char saved[512];
+        snprintf(saved, sizeof saved, "%s", dlock_errmsg());
+        return dlock__err(rc, "%s; the release may have taken effect before the reply was lost",
+                          saved);
     }
-    if (r.type == DLOCK__REPLY_INT) {
-        rc = r.integer >= 1 ? DLOCK_OK : DLOCK_NOT_HELD;
-        drop_hold(l);
-    } else {
-        rc = dlock__reply_error(l->client, &r, "release");
-    }
-    dlock__reply_clear(&r);
     return rc;
 }
 
@@ -473,6 +473,14 @@ int dlock_lock_status(dlock_lock *l, dlock_state *out) {
     }
     dlock__reply_clear(&r);
     return rc;
+}
+
+int dlock_lock_cancel(dlock_lock *l) {
+    if (l == NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_cancel: lock is NULL");
+    }
+    atomic_store(&l->cancel, 1);
+    return DLOCK_OK;
 }
 
 const char *dlock_lock_id(const dlock_lock *l) {

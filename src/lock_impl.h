@@ -3,22 +3,17 @@
 #define DLOCK_LOCK_IMPL_H
 
 #include "internal.h"
+#include "queue.h"
 
 struct dlock_lock {
     dlock_client *client;
     char *id;
     size_t idlen;
-    int fencing;      /* options.fencing */
-    int has_siblings; /* the keys below exist: the id has a usable Cluster slot for them */
-    char *fence_key;  /* fencing counter, "{ID}:fence" */
+    int fencing;     /* options.fencing */
+    char *fence_key; /* fencing counter, "{ID}:fence"; NULL for ids with no Cluster slot for it */
     size_t fence_len;
-    char *queue_key; /* waiters in arrival order, "{ID}:queue" (see wait.c) */
-    size_t queue_len;
-    char *waiters_key; /* waiter -> "live_until|lease|fenced", "{ID}:waiters" */
-    size_t waiters_len;
-    char *channel; /* pub/sub channel of hand-offs, "dlock:grant:ID" */
-    size_t channel_len;
-    dlock__conn *sub; /* subscribed connection of a waiting handle; NULL until needed */
+    dlock__queue *queue; /* the id's wait queue; NULL for ids with no Cluster slot for it */
+    atomic_int cancel;   /* dlock_lock_cancel: stop the current or next acquire */
 
     /* settings, fixed after dlock_lock_new */
     int64_t lease_ms;
@@ -37,9 +32,9 @@ struct dlock_lock {
     char *token; /* NULL when this handle holds nothing */
     size_t token_len;
     int64_t fencing_token;
-    int64_t hold_lease_ms; /* the lease this hold was taken with (renewal restores it) */
-    int64_t granted_at;    /* monotonic ms when the last granting request was sent */
-    int64_t granted_ms;    /* lease that request granted; -1 = no expiry */
+    int64_t hold_lease_ms; /* the lease this hold was taken with (renewal keeps at least it) */
+    int64_t granted_at;    /* monotonic ms when the last request Redis confirmed was sent */
+    int64_t granted_ms;    /* lease Redis confirmed from then; -1 = no expiry */
     int lost;              /* auto-renew found the hold lost: status says FREE */
 
     /* The renewal thread of the current hold, if any. */
@@ -48,17 +43,6 @@ struct dlock_lock {
     int thread_live;  /* created and not yet joined */
     int stop_renewal; /* asks the thread to exit */
 };
-
-/* One SET NX PX, or the fenced script (lock.c). OK, NOT_ACQUIRED, or an error; *fence set. */
-int dlock__lock_try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
-                        int64_t *fence);
-
-/* Blocking acquire until wait_ms have passed (wait.c). On DLOCK_OK sets *fence, and *granted_at
- * / *granted_ms: a send time and the lease remaining at that time. */
-int dlock__lock_wait(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
-                     int64_t wait_ms, int64_t *fence, int64_t *granted_at, int64_t *granted_ms);
-/* Closes the subscribed connection, if any. */
-void dlock__wait_close(dlock_lock *l);
 
 /* Starts the renewal thread for the hold just taken (l->mu not held). */
 int dlock__renew_start(dlock_lock *l);

@@ -1,4 +1,5 @@
-/* Auto-renew: one thread per auto-renewed hold sets the lease back to full length every interval.
+/* Auto-renew: one thread per auto-renewed hold makes the remaining lease at least its full length
+ * every interval (never shorter: an extend may have made it longer).
  * It runs on its own pooled connection, so neither the user's work nor the user's own calls on
  * the client can delay a renewal. */
 #include "fmacros.h"
@@ -8,8 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-/* One owner-checked renewal: 1 renewed, 0 not ours any more, < 0 error. */
-static int renew_once(dlock_lock *l, const char *token, size_t token_len, int64_t lease) {
+/* One owner-checked renewal that never shortens the lease. Returns 1 with *remaining (the lease
+ * Redis now holds, -1 = no expiry), 0 if not ours any more, < 0 on error. */
+static int renew_once(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                      int64_t *remaining) {
     char px[24];
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
     const char *argv[] = {l->id, token, px};
@@ -20,7 +23,8 @@ static int renew_once(dlock_lock *l, const char *token, size_t token_len, int64_
         return rc;
     }
     if (r.type == DLOCK__REPLY_INT) {
-        rc = r.integer == 1 ? 1 : 0;
+        rc = r.integer != 0;
+        *remaining = r.integer;
     } else {
         rc = dlock__reply_error(l->client, &r, "auto-renew");
     }
@@ -57,7 +61,7 @@ static void *renew_main(void *arg) {
 
     while (!l->stop_renewal) {
         int64_t now = dlock__now_ms();
-        int64_t lease_end = l->granted_at + l->granted_ms;
+        int64_t lease_end = l->granted_ms < 0 ? INT64_MAX : l->granted_at + l->granted_ms;
         if (l->max_hold_ms > 0 && now - hold_start >= l->max_hold_ms) {
             /* Renewal is over; the hold lasts until the lease granted last runs out. */
             if (now < lease_end) {
@@ -78,7 +82,8 @@ static void *renew_main(void *arg) {
         int64_t sent_at = dlock__now_ms();
         /* A renewal that answers after the lease ran out saves nothing: wait no longer. */
         dlock__set_deadline_cap(lease_end);
-        int rc = renew_once(l, token, token_len, lease);
+        int64_t remaining = 0;
+        int rc = renew_once(l, token, token_len, lease, &remaining);
         dlock__set_deadline_cap(0);
         char msg[512];
         snprintf(msg, sizeof msg, "%s", dlock_errmsg());
@@ -88,8 +93,9 @@ static void *renew_main(void *arg) {
         }
         now = dlock__now_ms();
         if (rc == 1) {
+            /* Only what Redis confirmed: the lease it holds now, counted from our send. */
             l->granted_at = sent_at;
-            l->granted_ms = lease;
+            l->granted_ms = remaining;
             next = sent_at + interval;
         } else if (rc == 0) {
             declare_lost(l, DLOCK_LOST_TAKEN);

@@ -6,6 +6,10 @@
  *       processes never interleave.
  *   dlock_test_helper debounce URL ID WAIT_MS ARG OUTFILE
  *       One dlock_debounce_call_sync; the callback appends "<ARG>" and a newline to OUTFILE.
+ *   dlock_test_helper wait URL ID WAIT_MS LEASE_MS LOGFILE
+ *       One blocking acquire (wait_ms) with the lease, then appends "<rc> <t> <validity>" (t:
+ *       CLOCK_MONOTONIC ms when the acquire returned) to LOGFILE; if it got the lock, holds it
+ *       for 100 ms and releases it.
  *
  * Exit status: a dlock outcome rc >= 0 exits with rc (0 OK, 1 NOT_ACQUIRED, 2 NOT_HELD,
  * 3 SUPERSEDED); an error rc < 0 exits with 100 - rc; bad usage exits with 99.
@@ -78,6 +82,44 @@ static int helper_lock(const char *url, const char *id, int cycles, long hold_ms
     return helper_exit(rc);
 }
 
+static long long helper_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int helper_wait(const char *url, const char *id, long wait_ms, long lease_ms,
+                       const char *log) {
+    dlock_client *client = NULL;
+    dlock_client_options co = {.rest_token = getenv("DLOCK_TEST_REST_TOKEN")};
+    int rc = dlock_client_open(&client, url, &co);
+    if (rc != DLOCK_OK) {
+        fprintf(stderr, "helper: open: %s\n", dlock_errmsg());
+        return helper_exit(rc);
+    }
+    dlock_lock_options lo = {.lease_ms = lease_ms};
+    dlock_lock *lock = NULL;
+    rc = dlock_lock_new(&lock, client, id, &lo);
+    if (rc == DLOCK_OK) {
+        dlock_acquire_options ao = {.wait_ms = wait_ms};
+        rc = dlock_lock_acquire(lock, &ao);
+        char line[96];
+        snprintf(line, sizeof line, "%d %lld %lld\n", rc, helper_now_ms(),
+                 (long long)dlock_lock_validity_ms(lock));
+        helper_append(log, line);
+        if (rc == DLOCK_OK) {
+            helper_sleep_ms(100);
+            dlock_lock_release(lock);
+        }
+    }
+    if (rc < 0) {
+        fprintf(stderr, "helper: wait: %d %s\n", rc, dlock_errmsg());
+    }
+    dlock_lock_free(lock);
+    dlock_client_close(client);
+    return helper_exit(rc);
+}
+
 struct helper_debounce_ctx {
     const char *outfile;
 };
@@ -122,9 +164,13 @@ int main(int argc, char **argv) {
     if (argc == 7 && strcmp(argv[1], "debounce") == 0) {
         return helper_debounce(argv[2], argv[3], atol(argv[4]), argv[5], argv[6]);
     }
+    if (argc == 7 && strcmp(argv[1], "wait") == 0) {
+        return helper_wait(argv[2], argv[3], atol(argv[4]), atol(argv[5]), argv[6]);
+    }
     fprintf(stderr,
             "usage: %s lock URL ID CYCLES HOLD_MS LOGFILE\n"
-            "       %s debounce URL ID WAIT_MS ARG OUTFILE\n",
-            argv[0], argv[0]);
+            "       %s debounce URL ID WAIT_MS ARG OUTFILE\n"
+            "       %s wait URL ID WAIT_MS LEASE_MS LOGFILE\n",
+            argv[0], argv[0], argv[0]);
     return 99;
 }

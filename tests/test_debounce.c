@@ -19,6 +19,9 @@ struct seen {
     pthread_t thread;
     int64_t sleep_ms; /* the callback sleeps this long (the seed's async callback) */
     int errors;
+    int last_rc;          /* of the last error_callback */
+    char last_err[512];   /* its message */
+    pthread_t err_thread; /* the thread it ran on */
 };
 
 static void seen_init(struct seen *s) {
@@ -57,11 +60,12 @@ static void on_call(const void *arg, size_t len, void *userdata) {
 }
 
 static void on_error(int rc, const char *msg, void *userdata) {
-    (void)rc;
-    (void)msg;
     struct seen *s = userdata;
     pthread_mutex_lock(&s->mu);
     s->errors++;
+    s->last_rc = rc;
+    snprintf(s->last_err, sizeof s->last_err, "%s", msg != NULL ? msg : "(null)");
+    s->err_thread = pthread_self();
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -346,6 +350,74 @@ static void test_two_handles_share_decision(void **state) {
     seen_destroy(&s2);
 }
 
+/* Issue 10, item 8: every call is counted when it is made, however long an earlier callback of
+ * the same handle takes; only its decision waits. Wait 500 ms; A's first callback takes 2 s; A
+ * calls again at +1.0 s, B call_syncs at +1.2 s. B's INCR comes after A's second, so A's second
+ * call is superseded, as in the seed. (Counted only when A's callback returns, at +2.5 s, A's
+ * second INCR would come after B's decision and both would run.) */
+static void test_slow_callback_does_not_delay_counting(void **state) {
+    struct seen sa, sb;
+    seen_init(&sa);
+    seen_init(&sb);
+    sa.sleep_ms = 2000;
+    const char *id = dlt_id("deb-count-now");
+    dlock_debounce *a = debounce_new(state, id, 500, &sa);
+    dlock_debounce *b = debounce_new(state, id, 500, &sb);
+    int64_t t0 = dlt_now_ms();
+    dlt_assert_rc(dlock_debounce_call(a, "a1", 2), DLOCK_OK);
+    dlt_sleep_ms(1000 - (dlt_now_ms() - t0));
+    /* A's first callback is running now (from +0.5 s to +2.5 s). */
+    dlt_assert_rc(dlock_debounce_call(a, "a2", 2), DLOCK_OK);
+    dlt_sleep_ms(1200 - (dlt_now_ms() - t0));
+    char *counter = dlt_raw_get(C->raw, id, strlen(id), NULL);
+    int rc_b = dlock_debounce_call_sync(b, "b", 1);
+    /* Checked only once both handles are freed: a failed check must not leave A's thread running
+     * with `sa` gone. */
+    dlock_debounce_free(a);
+    dlock_debounce_free(b);
+    dlt_raw_del(C->raw, id, strlen(id));
+    if (counter == NULL || strcmp(counter, "2") != 0) {
+        fail_msg("200 ms after A's second call the counter is %s, not 2: that call was not "
+                 "counted while A's first callback ran",
+                 counter != NULL ? counter : "(missing)");
+    }
+    free(counter);
+    dlt_assert_rc(rc_b, DLOCK_OK);
+    assert_int_equal(seen_calls(&sb), 1);
+    assert_memory_equal(sb.last, "b", 1);
+    if (seen_calls(&sa) != 1 || sa.last_len != 2 || memcmp(sa.last, "a1", 2) != 0) {
+        fail_msg("A's callback ran %d times, last with \"%.*s\"; want once, with \"a1\" (B's "
+                 "later call supersedes A's second)",
+                 seen_calls(&sa), (int)sa.last_len, sa.last);
+    }
+    assert_int_equal(sa.errors + sb.errors, 0);
+    seen_destroy(&sa);
+    seen_destroy(&sb);
+}
+
+/* A failed INCR of an asynchronous call goes to error_callback, on the library's thread, and the
+ * call is not decided as if counted. (The key holds a hash, so the INCR script fails.) */
+static void test_async_count_error_reported(void **state) {
+    struct seen s;
+    seen_init(&s);
+    const char *id = dlt_id("deb-err");
+    freeReplyObject(dlt_raw_cmd(C->raw, "HSET %b f v", id, strlen(id)));
+    dlock_debounce *d = debounce_new(state, id, 100, &s);
+    dlt_assert_rc(dlock_debounce_call(d, "x", 1), DLOCK_OK);
+    dlt_assert_rc(dlock_debounce_call(d, "y", 1), DLOCK_OK);
+    dlt_assert_rc(dlock_debounce_flush(d), DLOCK_OK);
+    dlock_debounce_free(d);
+    dlt_raw_del(C->raw, id, strlen(id));
+    assert_int_equal(seen_calls(&s), 0);
+    assert_int_equal(s.errors, 2);
+    dlt_assert_rc(s.last_rc, DLOCK_ESERVER);
+    if (!dlt_contains(s.last_err, "WRONGTYPE")) {
+        fail_msg("error_callback message: \"%s\"", s.last_err);
+    }
+    assert_false(pthread_equal(s.err_thread, pthread_self()));
+    seen_destroy(&s);
+}
+
 static void test_separate_bursts(void **state) {
     struct seen s;
     seen_init(&s);
@@ -474,6 +546,8 @@ int main(void) {
         cmocka_unit_test(test_async_runs_on_own_thread),
         cmocka_unit_test(test_binary_argument_is_copied),
         cmocka_unit_test(test_two_handles_share_decision),
+        cmocka_unit_test(test_slow_callback_does_not_delay_counting),
+        cmocka_unit_test(test_async_count_error_reported),
         cmocka_unit_test(test_separate_bursts),
         cmocka_unit_test(test_free_flushes),
         cmocka_unit_test(test_two_processes_share_decision),

@@ -3,6 +3,7 @@
  * connections killed by the server, a server that stops answering (SIGSTOP), and a server that
  * dies (SIGKILL) and is restarted from the same config. The rule throughout: Redis trouble is an
  * error (rc < 0), never NOT_ACQUIRED or NOT_HELD, and the client works again once Redis does. */
+#include "proxy.h"
 #include "support.h"
 
 #include <arpa/inet.h>
@@ -17,150 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* ---- A TCP proxy that can lose one reply ----------------------------------------------------
- * It relays bytes between each accepted client and a fresh connection to the victim server.
- * When `cut` is set, the next bytes coming back from the server are not delivered: the proxy
- * closes both sides instead. The command has then run on the server but its reply is lost,
- * which is exactly the case dlock_lock_acquire must resolve with a GET. */
-
-#define PROXY_MAX 16
-
-struct proxy {
-    int listen_fd;
-    int port;
-    int upstream_port;
-    atomic_int cut;
-    atomic_int cuts_done;
-    atomic_int stop;
-    pthread_t thread;
-    int client[PROXY_MAX];
-    int server[PROXY_MAX];
-};
-
-static int proxy_connect_upstream(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void proxy_close_pair(struct proxy *p, int i) {
-    close(p->client[i]);
-    close(p->server[i]);
-    p->client[i] = p->server[i] = -1;
-}
-
-/* Copies what is readable on `from` to `to`; 0 on EOF or error. */
-static int proxy_relay(int from, int to) {
-    char buf[16384];
-    ssize_t n = read(from, buf, sizeof buf);
-    if (n <= 0) {
-        return 0;
-    }
-    for (ssize_t off = 0; off < n;) {
-        ssize_t w = write(to, buf + off, (size_t)(n - off));
-        if (w <= 0) {
-            return 0;
-        }
-        off += w;
-    }
-    return 1;
-}
-
-static void *proxy_main(void *arg) {
-    struct proxy *p = arg;
-    while (!atomic_load(&p->stop)) {
-        struct pollfd fds[1 + 2 * PROXY_MAX];
-        int nfds = 0;
-        fds[nfds++] = (struct pollfd){.fd = p->listen_fd, .events = POLLIN};
-        for (int i = 0; i < PROXY_MAX; i++) {
-            fds[nfds++] = (struct pollfd){.fd = p->client[i], .events = POLLIN};
-            fds[nfds++] = (struct pollfd){.fd = p->server[i], .events = POLLIN};
-        }
-        if (poll(fds, (nfds_t)nfds, 50) <= 0) {
-            continue;
-        }
-        if (fds[0].revents & POLLIN) {
-            int c = accept(p->listen_fd, NULL, NULL);
-            int s = c >= 0 ? proxy_connect_upstream(p->upstream_port) : -1;
-            int slot = -1;
-            for (int i = 0; i < PROXY_MAX && slot < 0; i++) {
-                if (p->client[i] < 0) {
-                    slot = i;
-                }
-            }
-            if (c >= 0 && s >= 0 && slot >= 0) {
-                p->client[slot] = c;
-                p->server[slot] = s;
-            } else {
-                if (c >= 0) {
-                    close(c);
-                }
-                if (s >= 0) {
-                    close(s);
-                }
-            }
-        }
-        for (int i = 0; i < PROXY_MAX; i++) {
-            struct pollfd *cf = &fds[1 + 2 * i];
-            struct pollfd *sf = &fds[2 + 2 * i];
-            if (p->client[i] < 0 || cf->fd != p->client[i]) {
-                continue;
-            }
-            if ((cf->revents & (POLLIN | POLLHUP | POLLERR)) &&
-                !proxy_relay(p->client[i], p->server[i])) {
-                proxy_close_pair(p, i);
-                continue;
-            }
-            if (sf->revents & (POLLIN | POLLHUP | POLLERR)) {
-                int expected = 1;
-                if (atomic_compare_exchange_strong(&p->cut, &expected, 0)) {
-                    /* Lose this reply: the server has done the work, the client never hears. */
-                    proxy_close_pair(p, i);
-                    atomic_fetch_add(&p->cuts_done, 1);
-                } else if (!proxy_relay(p->server[i], p->client[i])) {
-                    proxy_close_pair(p, i);
-                }
-            }
-        }
-    }
-    for (int i = 0; i < PROXY_MAX; i++) {
-        if (p->client[i] >= 0) {
-            proxy_close_pair(p, i);
-        }
-    }
-    return NULL;
-}
-
-static struct proxy *proxy_start(int upstream_port) {
-    struct proxy *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    for (int i = 0; i < PROXY_MAX; i++) {
-        p->client[i] = p->server[i] = -1;
-    }
-    p->upstream_port = upstream_port;
-    p->listen_fd = dlt_silent_listener(&p->port);
-    atomic_init(&p->cut, 0);
-    atomic_init(&p->cuts_done, 0);
-    atomic_init(&p->stop, 0);
-    assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
-    return p;
-}
-
-static void proxy_stop(struct proxy *p) {
-    atomic_store(&p->stop, 1);
-    pthread_join(p->thread, NULL);
-    close(p->listen_fd);
-    free(p);
-}
 
 /* ---- Fixture ------------------------------------------------------------------------------- */
 
@@ -207,21 +64,23 @@ static void assert_error(int rc, const char *what) {
 /* ---- Tests --------------------------------------------------------------------------------- */
 
 static void test_lost_set_reply(void **state) {
-    struct proxy *p = proxy_start(C->port);
+    dlt_proxy *p = dlt_proxy_start(C->port);
     char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", p->port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", dlt_proxy_port(p));
     dlock_client_options o = {.connect_timeout_ms = 1000, .command_timeout_ms = 1000};
     dlock_client *c = dlt_open(url, &o);
     const char *id = dlt_id("lost-reply");
     dlock_lock_options lo = {.attempts = 1};
     dlock_lock *l = dlt_lock_new(c, id, &lo);
 
-    atomic_store(&p->cut, 1);
+    dlt_proxy_cut_next_reply(p);
     int rc = dlock_lock_acquire(l, NULL);
-    assert_int_equal(atomic_load(&p->cuts_done), 1);
+    assert_int_equal(dlt_proxy_cuts_done(p), 1);
     /* The SET took effect, so the lock is ours: acquire must say so (it checks with a GET
      * after reconnecting) rather than report an error or NOT_ACQUIRED. */
     dlt_assert_rc(rc, DLOCK_OK);
+    /* ...and a success leaves no stale message behind (issue 10, item 10). */
+    assert_string_equal(dlock_errmsg(), "");
     char *v = dlt_raw_get(C->raw, id, strlen(id), NULL);
     assert_non_null(v);
     assert_string_equal(v, dlock_lock_token(l));
@@ -232,7 +91,7 @@ static void test_lost_set_reply(void **state) {
      * and otherwise report an error and keep the token so the caller can retry. It must never
      * claim NOT_HELD for a lock it held. */
     char *tok = strdup(dlock_lock_token(l));
-    atomic_store(&p->cut, 1);
+    dlt_proxy_cut_next_reply(p);
     rc = dlock_lock_release(l);
     if (rc == DLOCK_OK) {
         assert_false(dlt_raw_exists(C->raw, id, strlen(id)));
@@ -255,7 +114,30 @@ static void test_lost_set_reply(void **state) {
     dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
     dlock_lock_free(l);
     dlock_client_close(c);
-    proxy_stop(p);
+    dlt_proxy_stop(p);
+}
+
+/* Issue 10, item 6: after a release whose reply never came, validity is 0 whatever the code. */
+static void test_no_validity_after_failed_release(void **state) {
+    pid_t pid = dlt_read_pid(dlt_env_require("DLOCK_TEST_VICTIM_PID_FILE"));
+    assert_true(pid > 0);
+    dlock_client_options o = {.connect_timeout_ms = 300, .command_timeout_ms = 300};
+    dlock_client *c = dlt_open(dlt_env_require("DLOCK_TEST_VICTIM_URL"), &o);
+    const char *id = dlt_id("release-lost");
+    dlock_lock *l = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    assert_true(dlock_lock_validity_ms(l) > 9000);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int rc = dlock_lock_release(l);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_true(rc < 0);
+    assert_int_equal(dlock_lock_validity_ms(l), 0);
+    assert_non_null(dlock_lock_token(l)); /* kept, so the release can be retried */
+    rc = dlock_lock_release(l);
+    assert_true(rc == DLOCK_OK || rc == DLOCK_NOT_HELD);
+    assert_false(dlt_raw_exists(C->raw, id, strlen(id)));
+    dlock_lock_free(l);
+    dlock_client_close(c);
 }
 
 static void test_idle_connections_killed(void **state) {
@@ -452,6 +334,7 @@ static void test_killed_and_restarted(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lost_set_reply),
+        cmocka_unit_test(test_no_validity_after_failed_release),
         cmocka_unit_test(test_idle_connections_killed),
         cmocka_unit_test(test_stopped_server_times_out),
         cmocka_unit_test(test_killed_and_restarted),

@@ -609,6 +609,83 @@ static void test_wait_gives_up_at_deadline(void **state) {
     dlock_client_close(c);
 }
 
+/* Issue 10, item 2: renewal must never shorten a lease the user extended. */
+static void test_renewal_keeps_an_extended_lease(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("renew-extend");
+    dlock_lock_options o = {.lease_ms = 3000, .auto_renew = 1, .renew_interval_ms = 500};
+    dlock_lock *l = dlt_lock_new(c, id, &o);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_extend(l, 60000), DLOCK_OK);
+    dlt_sleep_ms(1300); /* two renewals */
+    long long pttl = dlt_raw_pttl(raw, id, strlen(id));
+    if (pttl < 55000) {
+        fail_msg("after extend(60 s) a renewal cut the lease in Redis to %lld ms", pttl);
+    }
+    /* The handle counts only on what Redis confirmed, and never on more than it holds. */
+    int64_t v = dlock_lock_validity_ms(l);
+    assert_true(v > 50000);
+    assert_true(v <= pttl + 50);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    dlock_lock_free(l);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* Issue 10, item 3: a call holds only what it set itself or what was handed to it. A blocking
+ * acquire with a custom token that another holder already uses must not take over its hold. */
+static void test_wait_does_not_take_over_an_equal_token(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    const char *id = dlt_id("same-token");
+    char token[96];
+    snprintf(token, sizeof token, "custom-%s", id);
+    dlock_lock *h = dlt_lock_new(c, id, NULL), *b = dlt_lock_new(c, id, NULL);
+    dlock_acquire_options ho = {.token = token};
+    dlt_assert_rc(dlock_lock_acquire(h, &ho), DLOCK_OK);
+    dlock_acquire_options bo = {.token = token, .wait_ms = 300};
+    dlt_assert_rc(dlock_lock_acquire(b, &bo), DLOCK_NOT_ACQUIRED);
+    dlock_acquire_options po = {.token = token, .attempts = 1};
+    dlt_assert_rc(dlock_lock_acquire(b, &po), DLOCK_NOT_ACQUIRED); /* as the seed's SET NX */
+    dlock_state st;
+    dlt_assert_rc(dlock_lock_status(b, &st), DLOCK_OK);
+    assert_int_equal(st, DLOCK_FREE);
+    dlt_assert_rc(dlock_lock_status(h, &st), DLOCK_OK);
+    assert_int_equal(st, DLOCK_ACQUIRED);
+    dlt_assert_rc(dlock_lock_release(h), DLOCK_OK);
+    dlock_lock_free(h);
+    dlock_lock_free(b);
+    dlock_client_close(c);
+}
+
+/* Issue 10, item 7: a fenced acquire whose INCR fails reports an error and leaves nothing held,
+ * plain or blocking. */
+static void test_fenced_acquire_with_broken_counter_holds_nothing(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("fence-broken");
+    char key[256];
+    int n = snprintf(key, sizeof key, "{%s}:fence", id);
+    freeReplyObject(dlt_raw_cmd(raw, "SET %b not-a-number", key, (size_t)n));
+    dlock_lock *l = fenced(c, id, 5000);
+    int rc = dlock_lock_acquire(l, NULL);
+    assert_true(rc < 0);
+    assert_true(dlt_contains(dlock_errmsg(), "not an integer"));
+    assert_false(dlt_raw_exists(raw, id, strlen(id)));
+    assert_null(dlock_lock_token(l));
+    dlock_acquire_options ao = {.wait_ms = 200};
+    rc = dlock_lock_acquire(l, &ao);
+    assert_true(rc < 0);
+    assert_false(dlt_raw_exists(raw, id, strlen(id)));
+    dlt_raw_del(raw, key, (size_t)n);
+    dlock_lock_free(l);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
 #define WAITERS 50
 
 typedef struct waiter_ctx {
@@ -720,6 +797,9 @@ int main(void) {
         cmocka_unit_test(test_paused_holder_finds_lock_lost),
         cmocka_unit_test(test_wait_gives_up_at_deadline),
         cmocka_unit_test(test_fifty_waiters_take_turns),
+        cmocka_unit_test(test_renewal_keeps_an_extended_lease),
+        cmocka_unit_test(test_wait_does_not_take_over_an_equal_token),
+        cmocka_unit_test(test_fenced_acquire_with_broken_counter_holds_nothing),
         cmocka_unit_test(test_adopt),
         cmocka_unit_test(test_bad_safety_options),
     };

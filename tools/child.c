@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #define MAX_TRACKED_FD 1024
 
@@ -85,12 +88,45 @@ const sigset_t *child_signal_set(void) {
     return &blocked;
 }
 
+/* Writes msg to stderr; async-signal-safe, for the child between fork and exec. */
+static void child_say(const char *msg) {
+    ssize_t w = write(STDERR_FILENO, msg, strlen(msg));
+    (void)w;
+}
+
+/* In the child, before exec: asks the kernel to SIGKILL the child when dlock dies, however it
+ * dies (SIGKILL included), so the command never runs on without dlock. Nobody renews the lease
+ * then, and another holder may take the lock as soon as it expires: the command must stop
+ * before that, so SIGKILL, not SIGTERM (a command may catch or ignore SIGTERM and run on with
+ * no grace period to bound it). The kernel sends the signal when the *thread* that forked exits,
+ * so child_spawn is called from the main thread, which lives as long as the process. If dlock
+ * died between fork and prctl, the signal will never come: the child has been handed to another
+ * parent by then, so the getppid check catches that.
+ * Only the command's own process is covered. Its descendants could be reached by giving it a
+ * process group of its own, but then it would no longer be in the terminal's foreground group
+ * (reading the terminal stops it with SIGTTIN, Ctrl-Z would stop it and not dlock), and dlock
+ * would have to do a shell's job control; flock(1) does not either. */
+static void die_with_parent(pid_t parent) {
+#ifdef __linux__
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        child_say("dlock: cannot tie the command to dlock's life (prctl PR_SET_PDEATHSIG)\n");
+        _exit(CLI_EX_OSERR);
+    }
+    if (getppid() != parent) {
+        _exit(128 + SIGKILL); /* dlock is gone already; nobody waits for this status */
+    }
+#else
+    (void)parent; /* no equivalent here: the command outlives a killed dlock (see dlock.1) */
+#endif
+}
+
 pid_t child_spawn(char *const argv[]) {
     /* Descriptors opened since start-up are Redis connections: the command must not hold them
      * open after we exit. Done before fork, since after fork in a threaded process only
      * async-signal-safe calls are allowed. */
     each_fd(mark_cloexec);
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         cli_error("cannot start %s: fork: %s", argv[0], strerror(errno));
@@ -99,8 +135,10 @@ pid_t child_spawn(char *const argv[]) {
     if (pid > 0) {
         return pid;
     }
-    /* Child: give the command the signal state we were started with. exec resets handled
-     * signals to default, but not ignored ones, so SIGPIPE is reset by hand. */
+    /* Child: if dlock dies, the command dies with it. */
+    die_with_parent(parent);
+    /* Give the command the signal state we were started with. exec resets handled signals to
+     * default, but not ignored ones, so SIGPIPE is reset by hand. */
     signal(SIGPIPE, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
     if (signals_blocked) {

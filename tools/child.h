@@ -24,7 +24,9 @@ const sigset_t *child_signal_set(void);
 
 /* Starts argv[0] (searched in PATH) with the signal mask and dispositions the CLI started with
  * and without the CLI's own file descriptors. If exec fails the child prints why and exits 126
- * or 127. Returns the pid, or -1 after printing why (fork failed). */
+ * or 127. On Linux the child gets SIGKILL when dlock dies (PR_SET_PDEATHSIG), so call this from
+ * the main thread: the kernel sends that signal when the thread that forked exits.
+ * Returns the pid, or -1 after printing why (fork failed). */
 pid_t child_spawn(char *const argv[]);
 
 /* Passes a signal the CLI received on to the child, unless the kernel sent it to the whole

@@ -98,6 +98,35 @@ static void release_token(dlock_client *client, const char *id, const char *toke
     dlock_lock_free(l);
 }
 
+static int is_stop_signal(int sig) {
+    return sig == SIGINT || sig == SIGTERM || sig == SIGHUP;
+}
+
+/* After a stop signal: cancels the helper's acquire, which leaves the wait queue and passes on a
+ * lock handed to it meanwhile, and waits for the helper to return (about 50 ms plus a round trip,
+ * bounded by the client's deadlines), then releases the lock if the acquire had succeeded
+ * before the cancel. A second stop signal cuts that wait short: the lock taken with our token,
+ * if any, is released from another handle and the helper is left inside the library. Returns 1
+ * if the helper was joined. */
+static int stop_helper(dlock_client *client, dlock_lock *lock, pthread_t t, const char *token) {
+    dlock_lock_cancel(lock);
+    while (!atomic_load(&last.done)) {
+        siginfo_t si;
+        int sig = sigwaitinfo(child_signal_set(), &si);
+        if (is_stop_signal(sig)) {
+            if (token != NULL) {
+                release_token(client, dlock_lock_id(lock), token);
+            }
+            return 0;
+        }
+    }
+    pthread_join(t, NULL);
+    if (last.rc == DLOCK_OK) {
+        dlock_lock_release(lock);
+    }
+    return 1;
+}
+
 int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_options *options,
                    int notice, int *signo) {
     static char token[37]; /* read by the helper thread until it returns */
@@ -133,16 +162,8 @@ int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_o
         } else {
             sig = sigwaitinfo(child_signal_set(), &si);
         }
-        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            if (last.options.token == NULL) {
-                /* No token of ours to release with: let the acquire finish, then release. */
-                pthread_join(t, NULL);
-                if (last.rc == DLOCK_OK) {
-                    dlock_lock_release(lock);
-                }
-            } else {
-                release_token(client, dlock_lock_id(lock), token);
-            }
+        if (is_stop_signal(sig)) {
+            stop_helper(client, lock, t, last.options.token);
             *signo = sig;
             return WAITER_INTERRUPTED;
         }

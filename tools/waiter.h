@@ -12,11 +12,15 @@
  * the calling thread waits for it, so that SIGINT, SIGTERM and SIGHUP end the wait at once.
  * When `notice` is set and the wait passes one second, says on stderr who holds the lock and for
  * how long. child_block_signals() must have been called.
- * The token is generated here rather than by the library, so that an interrupted wait can
- * release a lock the helper may have just taken.
+ * On a stop signal the acquire is cancelled (dlock_lock_cancel), so that it leaves the wait
+ * queue and passes on a lock handed to it meanwhile, and the helper is joined; a lock it took
+ * before the cancel is released. A second stop signal during that (a round trip at most, within
+ * the client's deadlines) gives up on the helper: the token is generated here rather than by
+ * the library, so that the lock the helper may have taken can still be released from another
+ * handle.
  * Returns the acquire's return code, or WAITER_INTERRUPTED with *signo set: then the lock is
- * not held (released if it had been taken) and the caller must _exit(): the helper thread may
- * still be inside the library, so nothing may be freed. */
+ * not held (released if it had been taken) and the caller must _exit(): after a second signal
+ * the helper thread may still be inside the library, so nothing may be freed. */
 int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_options *options,
                    int notice, int *signo);
 

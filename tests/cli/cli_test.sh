@@ -364,6 +364,40 @@ check "SIGTERM: exit 143 (got $rc)" test "$rc" = 143
 check "SIGTERM: child gone" sh -c "! kill -0 $(cat "$TMP/st.pid") 2>/dev/null"
 check "SIGTERM: lock released" sh -c "! [ \"\$(redis-cli -p $main_PORT exists st)\" = 1 ]"
 
+# SIGKILL to dlock run: nobody renews the lease any more, so the command must not outlive dlock
+# (the kernel sends it SIGKILL when dlock dies: PR_SET_PDEATHSIG). The lock stays until its lease
+# ends, since nobody released it.
+gone() { # gone PID: no such process, or only a zombie waiting to be reaped by init
+    [ ! -e "/proc/$1" ] || grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null
+}
+gone_within_1s() { # gone_within_1s PID
+    local i
+    for i in $(seq 1 20); do
+        gone "$1" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+rm -f "$TMP/pk.pid"
+"$D" run -l 3s pk -- sh -c "echo \$\$ >'$TMP/pk.pid'; exec sleep 30" &
+pid=$!
+wait_for test -s "$TMP/pk.pid"
+wait_for held pk
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+check "SIGKILL to run: the command is gone within 1 s" gone_within_1s "$(cat "$TMP/pk.pid")"
+check "SIGKILL to run: the lock stays until its lease ends" held pk
+kill -KILL "$(cat "$TMP/pk.pid")" 2>/dev/null # before the fix: do not leave it behind
+rcli del pk >/dev/null
+rm -f "$TMP/dk.pid"
+"$D" debounce -w 100ms dk -- sh -c "echo \$\$ >'$TMP/dk.pid'; exec sleep 30" &
+pid=$!
+wait_for test -s "$TMP/dk.pid"
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+check "SIGKILL to debounce: the command is gone within 1 s" gone_within_1s "$(cat "$TMP/dk.pid")"
+kill -KILL "$(cat "$TMP/dk.pid")" 2>/dev/null
+
 # SIGINT and SIGHUP are passed on too; a child that handles them decides the status. (bash
 # starts background commands with SIGINT ignored, which the command would inherit; env restores
 # the default.)
@@ -467,6 +501,62 @@ check "interrupted wait: holder unchanged" test "$(rcli get wt)" = "$wt_token"
 check "interrupted wait: message" grep -q "interrupted while waiting" "$TMP/wt.err"
 cat "$TMP/wt.err" >>"$ALL_OUTPUT"
 rcli del wt >/dev/null
+
+# A waiter interrupted with SIGINT leaves the wait queue: when the holder releases, the lock goes
+# to the next waiter at once, not to the dead entry (which would hold it for its lease).
+within_1s() { # within_1s COND...: polls a condition for up to 1 s
+    local i
+    for i in $(seq 1 20); do
+        "$@" && return 0
+        sleep 0.05
+    done
+    "$@"
+}
+queue_len_is() { # queue_len_is ID N
+    [ "$(rcli llen "{$1}:queue")" = "$2" ]
+}
+t "holder for the queue test" 0 "$D" acquire -l 30s wq
+wq_token=$(cat "$TMP/out")
+rm -f "$TMP/wq1.ran" "$TMP/wq2.ran"
+env --default-signal=INT "$D" run -w 30s wq -- touch "$TMP/wq1.ran" 2>"$TMP/wq1.err" &
+wq1=$!
+wait_for queue_len_is wq 1
+wq1_token=$(rcli lindex "{wq}:queue" 0)
+"$D" run -w 30s wq -- touch "$TMP/wq2.ran" 2>"$TMP/wq2.err" &
+wq2=$!
+wait_for queue_len_is wq 2
+kill -INT "$wq1"
+wait "$wq1"
+rc=$?
+check "interrupted queued wait: exit 130 (got $rc)" test "$rc" = 130
+check "interrupted queued wait: its token left {wq}:queue" \
+    sh -c "! redis-cli -p $main_PORT lrange '{wq}:queue' 0 -1 | grep -qxF '$wq1_token'"
+check "interrupted queued wait: its entry left {wq}:waiters" \
+    test "$(rcli hexists "{wq}:waiters" "$wq1_token")" = 0
+check "interrupted queued wait: the other waiter is still queued" queue_len_is wq 1
+t "holder releases to the queue" 0 "$D" release wq "$wq_token"
+check "interrupted queued wait: the next waiter got the lock within 1 s" within_1s test -e "$TMP/wq2.ran"
+wait "$wq2"
+rc=$?
+check "next waiter: exit 0 (got $rc)" test "$rc" = 0
+check "interrupted queued wait: its command never ran" test ! -e "$TMP/wq1.ran"
+cat "$TMP/wq1.err" "$TMP/wq2.err" >>"$ALL_OUTPUT"
+rcli del wq >/dev/null
+# The same for `dlock acquire -w`, and the interrupted call ends within 1 s.
+t "holder for the acquire queue test" 0 "$D" acquire -l 30s wq
+wq_token=$(cat "$TMP/out")
+env --default-signal=INT "$D" acquire -w 30s wq >"$TMP/wqa.out" 2>>"$ALL_OUTPUT" &
+wqa=$!
+wait_for queue_len_is wq 1
+kill -INT "$wqa"
+check "interrupted acquire -w: ends within 1 s" within_1s gone "$wqa"
+wait "$wqa"
+rc=$?
+check "interrupted acquire -w: exit 130 (got $rc)" test "$rc" = 130
+check "interrupted acquire -w: printed no token" test ! -s "$TMP/wqa.out"
+check "interrupted acquire -w: {wq}:queue is empty" queue_len_is wq 0
+check "interrupted acquire -w: holder unchanged" test "$(rcli get wq)" = "$wq_token"
+rcli del wq >/dev/null
 
 # --- debounce ---------------------------------------------------------------------------------
 

@@ -1,0 +1,31 @@
+/* A TCP proxy for the tests, on a thread of the test program: it relays bytes between each
+ * accepted client and a fresh connection to an upstream port on 127.0.0.1, and can
+ *   - lose the next reply: the next bytes coming back from the server are not delivered, both
+ *     sides are closed instead (the command has run on the server; the client never hears);
+ *   - deliver late: on connections that have sent a given pattern (e.g. "SUBSCRIBE"), every
+ *     byte from the server is delivered a fixed time after it arrived.
+ * Assertions happen only in dlt_proxy_start, so the other calls are safe from any thread. */
+#ifndef DLOCK_TEST_PROXY_H
+#define DLOCK_TEST_PROXY_H
+
+#include <stdint.h>
+
+typedef struct dlt_proxy dlt_proxy;
+
+/* Starts a proxy in front of 127.0.0.1:upstream_port. Asserts. */
+dlt_proxy *dlt_proxy_start(int upstream_port);
+/* The port it listens on. */
+int dlt_proxy_port(const dlt_proxy *p);
+/* The next reply on any connection is lost (one reply, then the proxy relays normally again). */
+void dlt_proxy_cut_next_reply(dlt_proxy *p);
+/* How many replies have been lost so far. */
+int dlt_proxy_cuts_done(const dlt_proxy *p);
+/* Connections that send `pattern` (from then on) get the server's bytes `ms` late. Call before
+ * such connections send it; pattern is copied (at most 63 bytes). */
+void dlt_proxy_delay_after(dlt_proxy *p, const char *pattern, int64_t ms);
+/* Closes every relayed connection (both sides), as a network cut would. */
+void dlt_proxy_cut_all(dlt_proxy *p);
+/* Stops the thread, closes everything, frees. */
+void dlt_proxy_stop(dlt_proxy *p);
+
+#endif

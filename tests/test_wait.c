@@ -1,0 +1,342 @@
+/* test_wait: the wait queue of blocking acquire under pauses, delays, crashes and cancellation
+ * (issue 10). Each test reproduces a reported violation against the real redis-server: a late
+ * grant message, a paused waiter, a killed waiter, a killed subscription, a cancelled wait.
+ * Redis protocol only: wake-on-release needs SUBSCRIBE. */
+#include "proxy.h"
+#include "support.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+static long long queue_len(redisContext *raw, const char *id) {
+    redisReply *r = dlt_raw_cmd(raw, "LLEN {%s}:queue", id);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Waits up to 3 s (more under valgrind) for the queue to hold n entries. */
+static void await_queue_len(redisContext *raw, const char *id, long long n) {
+    int64_t until = dlt_now_ms() + dlt_slow(3000);
+    while (queue_len(raw, id) != n) {
+        if (dlt_now_ms() > until) {
+            fail_msg("queue of %s: %lld entries, expected %lld", id, queue_len(raw, id), n);
+        }
+        dlt_sleep_ms(5);
+    }
+}
+
+static void scratch_file(char *buf, size_t size, const char *tag) {
+    const char *dir = getenv("DLOCK_TEST_SCRATCH");
+    snprintf(buf, size, "%s/wait-%s-%d.log", dir != NULL ? dir : "/tmp", tag, (int)getpid());
+    unlink(buf);
+}
+
+/* A waiter process: dlock_test_helper wait URL ID WAIT_MS LEASE_MS LOG. */
+static pid_t spawn_waiter(const char *id, long wait_ms, long lease_ms, const char *log) {
+    char w[24], l[24];
+    snprintf(w, sizeof w, "%ld", wait_ms);
+    snprintf(l, sizeof l, "%ld", lease_ms);
+    const char *argv[] = {
+        dlt_helper_path(), "wait", dlt_env_require("DLOCK_TEST_URL"), id, w, l, log, NULL};
+    pid_t pid = dlt_spawn(argv);
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* The line a waiter process logged: its acquire's rc and the monotonic time it returned. */
+static void read_waiter_log(const char *log, int *rc, long long *t) {
+    FILE *f = fopen(log, "r");
+    if (f == NULL) {
+        fail_msg("waiter log %s missing", log);
+    }
+    long long v;
+    int n = fscanf(f, "%d %lld %lld", rc, t, &v);
+    fclose(f);
+    unlink(log);
+    if (n != 3) {
+        fail_msg("waiter log %s: malformed", log);
+    }
+}
+
+/* A blocking acquire on a thread of its own. */
+typedef struct waiter {
+    dlock_lock *lock;
+    dlock_acquire_options ao;
+    pthread_t thread;
+    int rc;
+    int64_t returned_at;
+    char errmsg[512];
+} waiter;
+
+static void *waiter_main(void *arg) {
+    waiter *w = arg;
+    w->rc = dlock_lock_acquire(w->lock, &w->ao);
+    w->returned_at = dlt_now_ms();
+    snprintf(w->errmsg, sizeof w->errmsg, "%s", dlock_errmsg());
+    return NULL;
+}
+
+static void waiter_start(waiter *w, dlock_lock *lock, int64_t wait_ms) {
+    *w = (waiter){.lock = lock, .ao = {.wait_ms = wait_ms}};
+    assert_int_equal(pthread_create(&w->thread, NULL, waiter_main, w), 0);
+}
+
+static int waiter_join(waiter *w) {
+    pthread_join(w->thread, NULL);
+    if (w->rc < 0) {
+        print_message("waiter: %s: %s\n", dlock_strerror(w->rc), w->errmsg);
+    }
+    return w->rc;
+}
+
+static char *holder_of(redisContext *raw, const char *id) {
+    return dlt_raw_get(raw, id, strlen(id), NULL);
+}
+
+/* ---- 1a: a paused waiter reads an old grant ---- */
+
+/* The waiter is paused while queued; the holder hands the lock to it (2 s lease), the hand-off
+ * runs out, another client takes the lock. When the waiter resumes, the grant it finds on its
+ * subscription is stale: it must not report the lock as its own. */
+static void test_paused_waiter_ignores_stale_grant(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("paused-waiter");
+    dlock_lock_options lo = {.lease_ms = 30000};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *other = dlt_lock_new(c, id, &lo);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    char log[256];
+    scratch_file(log, sizeof log, "paused");
+    pid_t w = spawn_waiter(id, 7000, 2000, log);
+    await_queue_len(raw, id, 1);
+    dlt_sleep_ms(50);
+    assert_int_equal(kill(w, SIGSTOP), 0);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    char *v = holder_of(raw, id);
+    assert_non_null(v); /* handed to the paused waiter */
+    free(v);
+    dlt_sleep_ms(2300); /* the hand-off's 2 s lease runs out */
+    dlt_assert_rc(dlock_lock_acquire(other, NULL), DLOCK_OK);
+    assert_int_equal(kill(w, SIGCONT), 0);
+    assert_int_equal(dlt_wait(w, dlt_slow(15000)), DLOCK_NOT_ACQUIRED);
+    int rc;
+    long long t;
+    read_waiter_log(log, &rc, &t);
+    assert_int_equal(rc, DLOCK_NOT_ACQUIRED);
+    v = holder_of(raw, id);
+    assert_non_null(v);
+    assert_string_equal(v, dlock_lock_token(other));
+    free(v);
+    assert_int_equal(queue_len(raw, id), 0); /* it left the queue */
+    dlt_assert_rc(dlock_lock_release(other), DLOCK_OK);
+    dlock_lock_free(holder);
+    dlock_lock_free(other);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* ---- 1b: grant messages delivered late ---- */
+
+/* The waiter's subscription goes through a proxy that delivers 1.5 s late. A hand-off with a
+ * 50 ms lease expires long before the message arrives, and another client takes the lock: the
+ * waiter must not take the late message for a grant. */
+static void test_late_grant_message_is_not_a_grant(void **state) {
+    (void)state;
+    dlt_proxy *p = dlt_proxy_start(dlt_env_int("DLOCK_TEST_PORT"));
+    dlt_proxy_delay_after(p, "SUBSCRIBE", 1500);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", dlt_proxy_port(p));
+    dlock_client_options co = {.command_timeout_ms = 4000};
+    dlock_client *slow = dlt_open(url, &co);
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("late-grant");
+    dlock_lock_options lo = {.lease_ms = 30000}, wlo = {.lease_ms = 50};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *other = dlt_lock_new(c, id, &lo);
+    dlock_lock *wl = dlt_lock_new(slow, id, &wlo);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w;
+    waiter_start(&w, wl, 5000);
+    await_queue_len(raw, id, 1);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed off, 50 ms lease */
+    dlt_sleep_ms(150);
+    dlt_assert_rc(dlock_lock_acquire(other, NULL), DLOCK_OK);
+    int rc = waiter_join(&w);
+    char *v = holder_of(raw, id);
+    if (rc == DLOCK_OK) {
+        fail_msg("the waiter reported the lock (validity %lld ms) while Redis holds %s",
+                 (long long)dlock_lock_validity_ms(wl),
+                 v != NULL && strcmp(v, dlock_lock_token(other)) == 0 ? "another token" : "?");
+    }
+    assert_int_equal(rc, DLOCK_NOT_ACQUIRED);
+    assert_non_null(v);
+    assert_string_equal(v, dlock_lock_token(other));
+    free(v);
+    assert_int_equal(queue_len(raw, id), 0); /* nothing left behind for the next release */
+    dlt_assert_rc(dlock_lock_release(other), DLOCK_OK);
+    dlock_lock_free(wl);
+    dlock_lock_free(holder);
+    dlock_lock_free(other);
+    dlock_client_close(slow);
+    dlock_client_close(c);
+    redisFree(raw);
+    dlt_proxy_stop(p);
+}
+
+/* ---- 4: a waiter that dies costs the next one little ---- */
+
+/* Two waiter processes queue (wait 40 s, lease 10 s); the first is SIGKILLed; `gap_ms` later
+ * the holder releases. The live waiter must have the lock within 1 s of the release, not after
+ * the dead waiter's 10 s lease. */
+static void dead_waiter_round(dlock_client *c, redisContext *raw, int64_t gap_ms) {
+    const char *id = dlt_id("dead-waiter");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    char log1[256], log2[256];
+    scratch_file(log1, sizeof log1, "dead1");
+    scratch_file(log2, sizeof log2, "dead2");
+    pid_t w1 = spawn_waiter(id, 40000, 10000, log1);
+    await_queue_len(raw, id, 1);
+    pid_t w2 = spawn_waiter(id, 40000, 10000, log2);
+    await_queue_len(raw, id, 2);
+    assert_int_equal(kill(w1, SIGKILL), 0);
+    assert_int_equal(dlt_wait(w1, 5000), 128 + SIGKILL);
+    dlt_sleep_ms(gap_ms);
+    int64_t released = dlt_now_ms();
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(dlt_wait(w2, dlt_slow(15000)), DLOCK_OK);
+    int rc;
+    long long t;
+    read_waiter_log(log2, &rc, &t);
+    assert_int_equal(rc, DLOCK_OK);
+    print_message("dead waiter (released %lld ms after the kill): the live waiter had the lock "
+                  "%lld ms after the release\n",
+                  (long long)gap_ms, t - released);
+    if (t - released > dlt_slow(1000)) {
+        fail_msg("the live waiter got the lock %lld ms after the release (a dead waiter held "
+                 "it)",
+                 t - released);
+    }
+    unlink(log1);
+    dlock_lock_free(holder);
+}
+
+static void test_dead_waiter_is_skipped(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    dead_waiter_round(c, raw, 100);
+    dead_waiter_round(c, raw, 2500);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* A waiter whose deadline passed left the queue in the same call: the release deletes the key
+ * instead of handing it to nobody. */
+static void test_timed_out_waiter_leaves_queue(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("timed-out");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL), *wl = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    dlock_acquire_options ao = {.wait_ms = 300};
+    dlt_assert_rc(dlock_lock_acquire(wl, &ao), DLOCK_NOT_ACQUIRED);
+    assert_int_equal(queue_len(raw, id), 0);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_false(dlt_raw_exists(raw, id, strlen(id)));
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* ---- cancel ---- */
+
+static void test_cancel_stops_a_wait(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("cancel");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL), *wl = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w;
+    waiter_start(&w, wl, 20000);
+    await_queue_len(raw, id, 1);
+    int64_t t0 = dlt_now_ms();
+    dlt_assert_rc(dlock_lock_cancel(wl), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_ECANCELED);
+    assert_true(w.returned_at - t0 < dlt_slow(500));
+    assert_int_equal(queue_len(raw, id), 0);
+    assert_null(dlock_lock_token(wl));
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_false(dlt_raw_exists(raw, id, strlen(id))); /* nobody was handed it */
+
+    /* A cancel made before the acquire starts stops that acquire, and only that one. */
+    dlt_assert_rc(dlock_lock_cancel(wl), DLOCK_OK);
+    dlock_acquire_options ao = {.wait_ms = 1000};
+    dlt_assert_rc(dlock_lock_acquire(wl, &ao), DLOCK_ECANCELED);
+    dlt_assert_rc(dlock_lock_acquire(wl, &ao), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_cancel(NULL), DLOCK_EINVAL);
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* ---- 5: a killed subscription is made again ---- */
+
+/* After CLIENT KILL TYPE pubsub, the handle's next wait must subscribe again and queue, and be
+ * served before a waiter that queued later. */
+static void test_killed_subscription_is_remade(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("resubscribe");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL), *first = dlt_lock_new(c, id, NULL),
+               *second = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    dlock_acquire_options ao = {.wait_ms = 300};
+    dlt_assert_rc(dlock_lock_acquire(first, &ao), DLOCK_NOT_ACQUIRED); /* now subscribed */
+    freeReplyObject(dlt_raw_cmd(raw, "CLIENT KILL TYPE pubsub"));
+    dlt_sleep_ms(50);
+    waiter w1, w2;
+    waiter_start(&w1, first, 10000);
+    await_queue_len(raw, id, 1);
+    waiter_start(&w2, second, 10000);
+    await_queue_len(raw, id, 2);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(waiter_join(&w1), DLOCK_OK);
+    dlt_sleep_ms(100);
+    dlt_assert_rc(dlock_lock_release(first), DLOCK_OK);
+    assert_int_equal(waiter_join(&w2), DLOCK_OK);
+    assert_true(w1.returned_at <= w2.returned_at);
+    dlt_assert_rc(dlock_lock_release(second), DLOCK_OK);
+    dlock_lock_free(holder);
+    dlock_lock_free(first);
+    dlock_lock_free(second);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_paused_waiter_ignores_stale_grant),
+        cmocka_unit_test(test_late_grant_message_is_not_a_grant),
+        cmocka_unit_test(test_dead_waiter_is_skipped),
+        cmocka_unit_test(test_timed_out_waiter_leaves_queue),
+        cmocka_unit_test(test_cancel_stops_a_wait),
+        cmocka_unit_test(test_killed_subscription_is_remade),
+    };
+    return cmocka_run_group_tests_name("wait", tests, NULL, NULL);
+}
