@@ -404,8 +404,10 @@ static int cmp_rel(const void *a, const void *b) {
     return *x < *y ? -1 : *x > *y;
 }
 
-/* See the header comment. `window`: releases looked at after each event. */
-static idle_stats dead_waiter_idle(size_t window) {
+/* See the header comment. `window`: releases looked at after each event. `paused`: measure
+ * after the SIGSTOPs of workers instead (a figure, not a promise: a paused waiter may be handed
+ * the lock, which then waits for it to wake or for the lease to end). */
+static idle_stats dead_waiter_idle(size_t window, int paused) {
     idle_stats st = {0};
     VEC(int64_t) rel = {0}, gaps = {0}, events = {0};
     for (size_t k = 0; k < holds.n; k++) {
@@ -420,13 +422,16 @@ static idle_stats dead_waiter_idle(size_t window) {
             PUSH(gaps, nx - rel.v[k]);
         }
     }
-    for (size_t k = 0; k < kills.n; k++) {
+    for (size_t k = 0; paused && k < stops.n; k++) {
+        PUSH(events, stops.v[k].t0);
+    }
+    for (size_t k = 0; !paused && k < kills.n; k++) {
         if (kills.v[k].t1 == 1) {
             PUSH(events, kills.v[k].t0);
             st.kills++;
         }
     }
-    for (size_t k = 0; k < ops.n; k++) {
+    for (size_t k = 0; !paused && k < ops.n; k++) {
         if (strcmp(ops.v[k].kind, "acq") == 0 && ops.v[k].rc == NOT_ACQUIRED) {
             PUSH(events, ops.v[k].t1);
             st.gaveup++;
@@ -560,7 +565,7 @@ static int selftest(void) {
     span kill = {3, 1000, 1};
     PUSH(kills, kill);
     check_overlaps(0);
-    idle_stats is = dead_waiter_idle(6);
+    idle_stats is = dead_waiter_idle(6, 0);
     int ok4 = is.events == 1 && is.max_us == 17000 - 9000;
     printf("fault_check selftest: dead-waiter idle %s (%" PRId64 " us)\n", ok4 ? "ok" : "FAILED",
            is.max_us);
@@ -665,7 +670,8 @@ int main(int argc, char **argv) {
     /* Mutual exclusion. */
     overlap_counts oc = check_overlaps(1);
     check_promises(1);
-    idle_stats idle = dead_waiter_idle((size_t)workers + 1);
+    idle_stats idle = dead_waiter_idle((size_t)workers + 1, 0);
+    idle_stats pidle = dead_waiter_idle((size_t)workers + 1, 1);
     long waiter_kills = 0, holder_kills = 0;
     for (size_t k = 0; k < kills.n; k++) {
         waiter_kills += kills.v[k].t1 == 1;
@@ -875,6 +881,12 @@ int main(int argc, char **argv) {
     printf("  dead-waiter idle (release -> next holder, after a waiter died or gave up): %ld "
            "events, max %" PRId64 " ms, p99 %" PRId64 " ms (every release: p99 %" PRId64 " ms)\n",
            idle.events, idle.max_us / 1000, idle.p99_us / 1000, idle.all_p99_us / 1000);
+    if (stops.n > 0) {
+        printf(
+            "  idle after a SIGSTOP of a worker (a figure, not a promise): %ld events, max %" PRId64
+            " ms, p99 %" PRId64 " ms\n",
+            pidle.events, pidle.max_us / 1000, pidle.p99_us / 1000);
+    }
     printf("[%s] %s\n", name, failures ? "FAILED" : "ok");
     if (summary != NULL) {
         FILE *f = fopen(summary, "a");

@@ -27,6 +27,9 @@
  *   -V        a victim: run.sh kills it; it is not expected to finish (log header says so)
  *   -G MS     every other acquire waits only MS ms, so the worker often stops waiting while
  *             queued (a "gave up" event for the dead-waiter idle figure)
+ *   -U        deliberately broken, to show the checker bites: after a release that failed, go
+ *             on working for 50 ms as if the lock were still held, on the validity the acquire
+ *             gave (a client that ignores that a lost release reply may have taken effect)
  *   -x FILE   also stop when FILE exists; -n 0 means no hold count limit
  * run.sh also SIGSTOPs workers at random (waiter-pause) and logs those pauses itself.
  *
@@ -62,7 +65,7 @@ typedef struct cfg {
     const char *mode;
     const char *url, *direct_url, *id, *state, *log, *stopfile;
     const char *marker;
-    int wid, cycles, fencing, connect_ms, command_ms, long_every, reuse, renew, victim;
+    int wid, cycles, fencing, connect_ms, command_ms, long_every, reuse, renew, victim, broken;
     int64_t lease_ms, wait_ms, cs_us, think_ms, deadline_s, pause_ms, renew_ms, extend_ms,
         giveup_ms;
     int pauses[16], npauses;
@@ -105,7 +108,7 @@ static void parse(int argc, char **argv, cfg *c) {
     c->mode = argv[1];
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:RaI:e:k:VG:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:RaI:e:k:VG:U")) != -1) {
         switch (opt) {
         case 'u':
             c->url = optarg;
@@ -187,6 +190,9 @@ static void parse(int argc, char **argv, cfg *c) {
             break;
         case 'G':
             c->giveup_ms = num(optarg);
+            break;
+        case 'U':
+            c->broken = 1;
             break;
         default:
             usage();
@@ -459,7 +465,16 @@ static int run_worker(const cfg *c) {
             ext = dlock_lock_extend(lock, 100);
             fprintf(wlog, "ext %" PRId64 " %" PRId64 " %d\n", t0, fault_now_us(), ext);
         }
+        int errors_before = errors;
         int rel = release_hold(c, lock, &errors);
+        if (c->broken && errors > errors_before) {
+            int64_t b0 = fault_now_us();
+            fault_sleep_us(50000);
+            fprintf(wlog,
+                    "hold %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                    " 1 -1 0 %" PRId64 "\n",
+                    c->wid, seq, t0, b0, valid_until, fault_now_us(), fence, v0);
+        }
         if (paused) {
             fprintf(wlog, "stale %d %d %d %d %d %" PRId64 "\n", c->wid, seq, ext, rel, wr,
                     stale_validity);

@@ -21,7 +21,7 @@
 #   holder-pause          two holders SIGSTOPped for 3 s with a 2 s lease, fencing on
 #   holder-pause-unfenced one holder paused without fencing: the checker must see the lost update
 #   waiter-kill           blocking waiters with hand-offs, default 10 s lease; a victim waiter is
-#                         SIGKILLed while queued, 4 times, and one worker gives up every other
+#                         SIGKILLed while queued, 8 times, and one worker gives up every other
 #                         wait: the next live waiter must get the lock within 1 s of the release
 #                         that follows (dead-waiter idle max <= 1000 ms)
 #   waiter-pause          SIGSTOP 0.2-2.5 s of waiters and holders by turns (2 s lease, fencing)
@@ -38,7 +38,8 @@
 #   fuzz                  fuzz/run.sh, $FAULT_FUZZ_SECONDS (default 30) per target
 #
 # Environment: FAULT_WORKERS (8), FAULT_CYCLES (200), FAULT_WORK (scratch dir, default a temp
-# dir removed on success), FAULT_ASAN_BUILD, FAULT_FUZZ_SECONDS, FAULT_BIN.
+# dir removed on success), FAULT_ASAN_BUILD, FAULT_FUZZ_SECONDS, FAULT_BIN; FAULT_BROKEN=1 makes
+# every worker deliberately broken (fault_worker -U) to show the checks can fail.
 # --smoke: a quick clean run (4 workers x 25 holds), for ctest.
 # --soak: `make soak`. Rounds of the scenarios above with short holds (ms), every fault kind in
 # turn, until SOAK_HOLDS (1000000) holds are checked or SOAK_MINUTES (30) pass; then the totals:
@@ -464,6 +465,8 @@ scenario() {
         url=redis://127.0.0.1:$lp
     fi
     COMMON=(-u "$url" -d "$direct" -l "$SC_LEASE" -C "$CONNECT_MS" -T "$COMMAND_MS" -D 240)
+    # FAULT_BROKEN=1: deliberately broken workers (fault_worker -U), to show that a check bites.
+    [ "${FAULT_BROKEN:-0}" = 1 ] && COMMON+=(-U)
     [ "$FENCING" = 1 ] && COMMON+=(-f)
     local cycles=$CYCLES
     [ "$SC_UNTIL_STOP" = 1 ] && cycles=0
@@ -594,7 +597,7 @@ renew_pattern() {
     printf '*6\\r\\n$7\\r\\nEVALSHA&\\r\\n$%d\\r\\n%s\\r\\n' "${#1}" "$1"
 }
 # The release that hands off names the grant channel; nothing else sent by EVALSHA does.
-RELEASE_PATTERN='EVALSHA&dlock:grant:'
+RELEASE_PATTERN='EVALSHA&:grant:'
 
 # run_soak SCENARIO...: rounds of the scenarios in turn until SOAK_HOLDS holds are checked or
 # SOAK_MINUTES pass. A round is not started unless it can end in time (the slowest rounds take
@@ -694,8 +697,8 @@ run_one() {
         ;;
     waiter-kill)
         # The default lease: a dead waiter handed the lock would block it for 10 s.
-        SC_LEASE=10000 SC_WAIT=30000 SC_CS=30000 SC_THINK=2 SC_UNTIL_STOP=1 KILLS=4
-        SC_W=([3]="-G 60")
+        SC_LEASE=10000 SC_WAIT=30000 SC_CS=30000 SC_THINK=2 SC_UNTIL_STOP=1 KILLS=8
+        SC_W=([3]="-G 15")
         [ $SOAK = 1 ] && KILLS=${SOAK_KILLS:-10} SC_CS=5000
         with_workers 4 scenario waiter-kill 1 0 inject_waiter_kill --idle-max 1000 \
             --min-kills "$KILLS" --max-errors 0
