@@ -197,6 +197,9 @@ static void read_log(const char *path) {
                           &o.orphan, &o.cls) == 6) {
             o.w = o.kind[0] == 'p' ? -1 : w;
             PUSH(ops, o);
+            if (strcmp(o.kind, "acq") == 0) {
+                hold_ops = ops.n - 1; /* ops of the next hold start with its acquire */
+            }
         } else if (sscanf(line, "%7s %" SCNd64 " %" SCNd64 " %d", o.kind, &o.t0, &o.t1, &o.rc) ==
                    4) {
             o.orphan = -1;
@@ -837,8 +840,16 @@ int main(int argc, char **argv) {
         fail("clean run: %ld errors, %ld not-acquired, %ld overlaps", all_errors, notacq,
              oc.allowed + oc.takeovers);
     }
-    if (max_errors >= 0 && all_errors > max_errors) {
-        fail("%ld calls failed, more than the %ld the faults explain", all_errors, max_errors);
+    /* A call of a worker that was SIGSTOPped during it may miss its deadline: explained. */
+    long stopped_errors = 0;
+    for (size_t k = 0; k < ops.n; k++) {
+        const op *o = &ops.v[k];
+        stopped_errors += o->rc < 0 && o->w >= 0 && stopped_within(o->w, o->t0, o->t1) > 0;
+    }
+    if (max_errors >= 0 && all_errors - stopped_errors > max_errors) {
+        fail("%ld calls failed (%ld of them while their worker was stopped), more than the %ld "
+             "the faults explain",
+             all_errors, stopped_errors, max_errors);
     }
     if (all_errors < min_errors) {
         fail("only %ld calls failed; the faults did not bite (want >= %ld)", all_errors,

@@ -82,7 +82,7 @@ WORKERS=${FAULT_WORKERS:-8}
 SOAK_HOLDS=${SOAK_HOLDS:-1000000}
 SOAK_MINUTES=${SOAK_MINUTES:-30}
 SOAK_ROUND_SECS=${SOAK_ROUND_SECS:-60}
-SOAK_CELLS=${SOAK_CELLS:-4}
+SOAK_CELLS=${SOAK_CELLS:-1}
 CYCLES=${FAULT_CYCLES:-200}
 if [ $smoke = 1 ]; then
     WORKERS=4
@@ -645,6 +645,7 @@ soak_settings() {
     if [ $SOAK = 1 ]; then
         SC_CS=${SOAK_CS_US:-200} SC_THINK=0 SC_UNTIL_STOP=1 SC_TIMER=1
         SC_SECS=$SOAK_ROUND_SECS SC_CELLS=$SOAK_CELLS
+        LONG_EVERY="" # a hold of a second every 50 would cap a cell at a few hundred holds/s
     fi
 }
 
@@ -663,6 +664,7 @@ run_one() {
     clean-unfenced) scenario clean-unfenced 0 0 inject_none --clean ;;
     redis-kill)
         soak_settings
+        [ $SOAK = 1 ] && LONG_EVERY=200
         scenario redis-kill 1 1 inject_redis_kill --min-errors 1
         ;;
     redis-kill-nopersist)
