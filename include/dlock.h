@@ -82,7 +82,9 @@ DLOCK_API const char *dlock_version(void);
 DLOCK_API const char *dlock_strerror(int rc);
 
 /* The detailed message of the last failure of a dlock call made on the calling thread, e.g.
- * "127.0.0.1:6379: connection refused". Returns "" if no call on this thread has failed.
+ * "127.0.0.1:6379: connection refused". Returns "" if no call on this thread has failed. A
+ * successful call leaves "", and so does an outcome >= 0, except where its function says it
+ * explains one (an acquire on a handle that already holds the lock).
  * Ownership: the string belongs to the library (thread-local storage) and stays valid until the
  * next dlock call on the same thread. Thread-safety: each thread reads its own message. */
 DLOCK_API const char *dlock_errmsg(void);
@@ -105,6 +107,9 @@ typedef struct dlock_client_options {
     int tls_insecure;            /* 1 = do not verify the server certificate (tests only!) */
     int pool_size;               /* idle connections kept for reuse; 0 = 4 */
     const char *rest_token; /* Upstash REST token for https:// URLs; NULL = none. Never printed. */
+    const char *sentinel_username; /* redis-sentinel://: ACL user for the sentinels; NULL = none */
+    const char *sentinel_password; /* the sentinels' own password; NULL = none (the URL's and
+                                      username/password are the data nodes'). Never printed. */
 } dlock_client_options;
 
 /* Opens a client for `url`:
@@ -113,8 +118,21 @@ typedef struct dlock_client_options {
  *   unix:///path/to/redis.sock[?db=N]               unix domain socket
  *   https://host[:port][/base]                      Upstash REST API (token: rest_token)
  *   http://host[:port][/base]                       the same without TLS, for local gateways
+ *   redis-sentinel://[[user:]password@]host[:port][,host2[:port2]...][/db]#master-name
+ *   rediss-sentinel://...                           the same with TLS to sentinels and nodes
  * Credentials in the URL are percent-decoded; options->username/password override them. IPv6
  * hosts are written in brackets: redis://[::1]:6379.
+ * Redis Cluster: the URL of any node (master or replica) is enough; the client finds out at open
+ * (INFO cluster) and sends each command to the master of its id's slot, following slot
+ * migrations and failovers. Several seeds may be given for start-up, comma-separated:
+ * redis://h1:7000,h2:7000 (the first that answers is used; a host list is refused for a server
+ * that is not a cluster node).
+ * Sentinel: the hosts are sentinels (port 26379 by default), asked in turn for the master named
+ * after '#'; the answer is checked with ROLE, and asked again after a connection error or a
+ * READONLY reply from a demoted master. The URL's credentials are the data nodes';
+ * options->sentinel_username/sentinel_password are the sentinels'.
+ * After a failover (Cluster or Sentinel) a held lock may be lost: replication is asynchronous,
+ * so a write the old master acknowledged may never have reached the promoted replica.
  * The first connection (with TLS handshake, AUTH and SELECT) is made here, so a wrong address or
  * password fails at once. Further connections are made as threads need them.
  * Returns DLOCK_OK and sets *out, or an error (EINVAL, ECONNECT, ETIMEDOUT, EAUTH, ETLS, ...) and
@@ -229,6 +247,9 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * not retried until wait_ms), so "Redis is down" is never mistaken for "still waiting".
  * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
  * holds it after all attempts), or an error (EINVAL for bad options, EIO, ETIMEDOUT, ...).
+ * On a handle that still holds the lock it returns DLOCK_NOT_ACQUIRED at once, as the seed's
+ * second acquire fails, and dlock_errmsg() says "this handle already holds the lock" (one GET
+ * finds that out; a blocking acquire does not wait for itself).
  * A failed acquire leaves a token the handle already held untouched.
  * Every path that ends a blocking acquire without the lock (deadline, error, cancel) leaves the
  * wait queue in the same call, or, when Redis cannot be reached to leave it, closes the

@@ -263,6 +263,28 @@ static int poll_until(dlock_lock *l, const char *token, size_t token_len, int64_
     }
 }
 
+/* A handle that still holds the lock gets NOT_ACQUIRED at once, as the seed's second acquire
+ * does, but says why: a waiting acquire would otherwise wait for itself until its deadline, and
+ * "another holder has the lock" would be untrue. One GET, only when the handle holds a token. */
+static int already_held(dlock_lock *l) {
+    pthread_mutex_lock(&l->mu);
+    int holding = l->token != NULL && !l->lost;
+    pthread_mutex_unlock(&l->mu);
+    if (!holding) {
+        return DLOCK_OK;
+    }
+    dlock_state st;
+    int rc = dlock_lock_status(l, &st);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    if (st == DLOCK_ACQUIRED) {
+        return dlock__err(DLOCK_NOT_ACQUIRED, "this handle already holds the lock (acquired "
+                                              "earlier and not released); release it first");
+    }
+    return DLOCK_OK;
+}
+
 /* 1 when called from on_lost or on_renew_error, i.e. on the handle's own renewal thread. */
 static int on_renewal_thread(dlock_lock *l) {
     pthread_mutex_lock(&l->mu);
@@ -306,6 +328,9 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         return rc;
     }
 
+    if ((rc = already_held(l)) != DLOCK_OK) {
+        return rc;
+    }
     dlock__grant g = {0, 0, lease};
     if (atomic_exchange(&l->cancel, 0)) {
         return dlock__err(DLOCK_ECANCELED, "acquire cancelled (by a dlock_lock_cancel made before "

@@ -260,6 +260,42 @@ static void test_timed_out_waiter_leaves_queue(void **state) {
     dlock_client_close(c);
 }
 
+/* The queue's keys always expire: nothing of a wait outlives the waiters and the lease. */
+static void assert_expires(redisContext *raw, const char *id, const char *name) {
+    char key[256];
+    int n = snprintf(key, sizeof key, "{%s}:%s", id, name);
+    long long t = dlt_raw_pttl(raw, key, (size_t)n);
+    if (t == -1) {
+        fail_msg("%s has no expiry", key);
+    }
+}
+
+static void test_queue_keys_expire(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("expire");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL), *wl = dlt_lock_new(c, id, NULL);
+    dlock_acquire_options ao = {.wait_ms = 1000};
+    dlt_assert_rc(dlock_lock_acquire(holder, &ao), DLOCK_OK); /* taken by the waiting path */
+    assert_expires(raw, id, "waiters");
+    waiter w;
+    waiter_start(&w, wl, 10000);
+    await_queue_len(raw, id, 1);
+    assert_expires(raw, id, "queue");
+    assert_expires(raw, id, "waiters");
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed off */
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    assert_expires(raw, id, "queue");
+    assert_expires(raw, id, "waiters");
+    dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
+    assert_expires(raw, id, "waiters");
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
 /* ---- cancel ---- */
 
 static void test_cancel_stops_a_wait(void **state) {
@@ -335,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_late_grant_message_is_not_a_grant),
         cmocka_unit_test(test_dead_waiter_is_skipped),
         cmocka_unit_test(test_timed_out_waiter_leaves_queue),
+        cmocka_unit_test(test_queue_keys_expire),
         cmocka_unit_test(test_cancel_stops_a_wait),
         cmocka_unit_test(test_killed_subscription_is_remade),
     };

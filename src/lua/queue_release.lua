@@ -40,7 +40,7 @@ while true do
       redis.call('set', KEYS[1], w, 'PX', lease)
       redis.call('hset', KEYS[3], '', rec)
       local ttl = redis.call('pttl', KEYS[3])
-      if ttl >= 0 and ttl < tonumber(lease) then
+      if ttl == -1 or (ttl >= 0 and ttl < tonumber(lease)) then
         redis.call('pexpire', KEYS[3], lease)
       end
       return 2

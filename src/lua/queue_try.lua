@@ -20,10 +20,11 @@ local function unqueue()
   redis.call('hdel', KEYS[3], tok)
 end
 
--- Keeps a key alive for at least ms; never shortens it.
+-- Keeps a key alive for at least ms; never shortens it. A key with no expiry (-1) was just made
+-- by RPUSH or HSET and gets one.
 local function keep(key, ms)
   local t = redis.call('pttl', key)
-  if t >= 0 and t < ms then
+  if t == -1 or (t >= 0 and t < ms) then
     redis.call('pexpire', key, ms)
   end
 end
