@@ -405,6 +405,9 @@ static int run_worker(const cfg *c) {
             continue;
         }
         fprintf(wlog, "acq %" PRId64 " %" PRId64 " 0 -1 -\n", t0, t1);
+        if (c->victim) {
+            fflush(wlog); /* run.sh reads it to tell a victim that held from one that waited */
+        }
         int64_t v0 = dlock_lock_validity_ms(lock);
         int64_t valid_until = v0 > 0 ? fault_now_us() + v0 * 1000 : 0;
         int64_t fence = dlock_lock_fencing_token(lock);
