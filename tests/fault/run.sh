@@ -25,13 +25,19 @@
 #                         wait: the next live waiter must get the lock within 1 s of the release
 #                         that follows (dead-waiter idle max <= 1000 ms)
 #   waiter-pause          SIGSTOP 0.2-2.5 s of waiters and holders by turns (2 s lease, fencing)
-#   pubsub-delay          the grant messages of 3 of the 6 waiters arrive 1.5 s late (fault_proxy
-#                         delays their SUBSCRIBE connection); half the workers reuse one token for
-#                         all their acquires, as @upstash/lock does with its uuid
-#   drop-release          the reply to the hand-off release is dropped (connection left open)
-#   drop-renew            auto-renewed holders whose renewal replies are dropped
-#   renew-extend          auto-renewed holders that extend by 3 s mid-renewal, with every renewal
-#                         reply dropped: a renewal must not shorten what the extend promised
+#   pubsub-delay          every grant message arrives 1.5 s late (fault_proxy delays what Redis
+#                         sends on each SUBSCRIBE connection after the SUBSCRIBE reply); four of
+#                         the six workers reuse one token for all their acquires, as
+#                         @upstash/lock does with its uuid, so a late message names a later wait
+#   drop-release          the reply to the hand-off release is dropped, the connection left open
+#   drop-renew            auto-renewed holders (1.5 s holds, 2 s lease) whose renewal replies are
+#                         dropped
+#   renew-extend          auto-renewed holders (400 ms lease) that extend by 3 s right after the
+#                         acquire, with every renewal reply dropped: a renewal must not shorten
+#                         what the extend promised
+# Besides overlaps and lost updates, the waiter scenarios fail on a broken promise (a release or
+# extend that finds the key not ours inside the validity given), on any call over its bound, and
+# on more failed calls than the faults explain (none, or one per dropped reply).
 #   load                  fault_load 100 threads x 1000 cycles (plain build)
 #   load-asan             the same under ASan, if $FAULT_ASAN_BUILD names an ASan build
 #   load-valgrind         20 threads x 50 cycles under valgrind
@@ -44,7 +50,8 @@
 # --soak: `make soak`. Rounds of the scenarios above with short holds (ms), every fault kind in
 # turn, until SOAK_HOLDS (1000000) holds are checked or SOAK_MINUTES (30) pass; then the totals:
 # holds checked, faults by kind, overlaps, errors, dead-waiter idle max/p99. Non-zero on any
-# overlap or failed check. SOAK_ROUND_SECS (60) sets the length of a fast round.
+# overlap or failed check. SOAK_ROUND_SECS (60) sets the length of a timed round, SOAK_CELLS (1)
+# how many ids contend side by side in it. About 1M holds in 20 minutes on 2 cores.
 #
 # Every redis-server and proxy is started here, as a child of this script, and stopped by PID.
 set -uo pipefail
@@ -704,7 +711,7 @@ run_one() {
         # The default lease: a dead waiter handed the lock would block it for 10 s.
         SC_LEASE=10000 SC_WAIT=30000 SC_CS=30000 SC_THINK=2 SC_UNTIL_STOP=1 KILLS=8
         SC_W=([3]="-G 15")
-        [ $SOAK = 1 ] && KILLS=${SOAK_KILLS:-10} SC_CS=5000
+        [ $SOAK = 1 ] && KILLS=${SOAK_KILLS:-20} SC_CS=5000 SC_W=([3]="-G 3")
         with_workers 4 scenario waiter-kill 1 0 inject_waiter_kill --idle-max 1000 \
             --min-kills "$KILLS" --max-errors 0
         ;;
