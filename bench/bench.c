@@ -4,6 +4,7 @@
  * bench/README.md for what each mode measures and how to read the output.
  *
  * Every measurement is bounded by --seconds, so a whole run has a known upper bound on time. */
+#include "bench_rest.h"
 #include "dlock.h"
 
 #include <errno.h>
@@ -86,7 +87,7 @@ static struct {
     .workers = 16,
     .outdir = ".",
     .keys = "1,1000,100000,1000000",
-    .modes = "cycle,contend,deadwaiter,keys,extend,debounce,memory,cli,server",
+    .modes = "cycle,contend,restwait,deadwaiter,keys,extend,debounce,memory,cli,server",
 };
 
 static void die(const char *fmt, ...) {
@@ -543,14 +544,16 @@ static int raw_set_nx(raw_ctx *x, const char *key) {
 }
 
 /* The library's release for ids that have sibling keys (all ids without braces): the hand-off
- * script with the queue, waiters and fence keys "{ID}:NAME" and the grant channel prefix. */
+ * script with the queue, waiters, fence and holder keys "{ID}:NAME" and the grant channel prefix.
+ */
 static void raw_release(raw_ctx *x, const char *key) {
-    char q[128], w[128], fe[128], ch[128];
+    char q[128], w[128], fe[128], ho[128], ch[128];
     snprintf(q, sizeof q, "{%s}:queue", key);
     snprintf(w, sizeof w, "{%s}:waiters", key);
     snprintf(fe, sizeof fe, "{%s}:fence", key);
+    snprintf(ho, sizeof ho, "{%s}:holder", key);
     snprintf(ch, sizeof ch, "{%s}:grant:", key);
-    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch, "publish"};
+    const char *argv[] = {"EVALSHA", x->sha_release, "5", key, q, w, fe, ho, x->token, ch};
     raw_do(x->c, 10, argv);
 }
 
@@ -993,6 +996,32 @@ static void mode_contend(const char *url) {
             add_check(name, hi > 0 ? lo / hi : 0, 0.5, 1, "x");
         }
     }
+}
+
+/* ---- (b1) REST waiters (bench_rest.c, issue 13): the issue's targets, and commands per cycle
+ * as the gateway counts them (Upstash bills per command) ---- */
+static void mode_restwait(const char *url) {
+    bench_rest_row u, k;
+    int ok = bench_rest_run(url, cfg.rest_token, 1, cfg.secs, &u) == 0;
+    ok &= bench_rest_run(url, cfg.rest_token, cfg.workers, cfg.secs, &k) == 0;
+    int W = cfg.workers;
+    char name[96];
+    snprintf(name, sizeof name, "rest: W=%d dlock cycles/s (threads)", W);
+    add_metric(name, k.cycles_per_s, "/s", "p50 %.2f ms, p99 %.2f ms wait; uncontended %.0f/s%s",
+               k.p50_ms, k.p99_ms, u.cycles_per_s, k.errors + u.errors ? "; ERRORS" : "");
+    snprintf(name, sizeof name, "rest: commands per cycle, W=1");
+    add_metric(name, u.commands, "cmd", "%s", ok ? "" : "gateway stats unavailable");
+    snprintf(name, sizeof name, "rest: commands per cycle, W=%d", W);
+    add_metric(name, k.commands, "cmd", "of which SSE streams %.3f; %.2f messages per cycle",
+               k.streams, k.messages);
+    snprintf(name, sizeof name, "rest: W=%d fairness, fewest/most cycles", W);
+    add_check(name, k.fairness, 0.8, 1, "x");
+    snprintf(name, sizeof name, "rest: W=%d p99 / p50 wait for the lock", W);
+    add_check(name, k.p50_ms > 0 ? k.p99_ms / k.p50_ms : 0, 2.0, 0, "x");
+    snprintf(name, sizeof name, "rest: W=%d cycles/s, contended / uncontended", W);
+    add_check(name, u.cycles_per_s > 0 ? k.cycles_per_s / u.cycles_per_s : 0, 0.4, 1, "x");
+    snprintf(name, sizeof name, "rest: W=%d overlapping holds", W);
+    add_check(name, (double)k.overlaps, 0, 0, "");
 }
 
 /* ---- (b2) what a waiter that dies while queued costs the next live one ---------------------
@@ -1791,10 +1820,13 @@ int main(int argc, char **argv) {
         if (mode_on("debounce")) {
             mode_debounce(url);
         }
-        if (mode_on("contend")) { /* REST cannot subscribe: its waiters poll (no raw limit) */
+        if (mode_on("contend")) { /* REST: no raw limit (its waiters are woken over SSE) */
             mode_contend(url);
         }
-        if (mode_on("deadwaiter") && !rest) { /* REST waiters poll: there is no queue */
+        if (mode_on("restwait") && rest) {
+            mode_restwait(url);
+        }
+        if (mode_on("deadwaiter") && !rest) { /* REST: test_rest_wait covers the dead waiter */
             mode_deadwaiter(url);
         }
         if (mode_on("keys") && !rest) { /* needs a raw client to fill the keyspace */

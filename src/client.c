@@ -238,9 +238,26 @@ int dlock_client_open(dlock_client **out, const char *url, const dlock_client_op
     return DLOCK_OK;
 }
 
+const char *dlock_env_url(const char **source) {
+    static const char *const vars[] = {"UPSTASH_REDIS_REST_URL", "REDIS_URL"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v != NULL && v[0] != '\0') {
+            if (source != NULL) {
+                *source = vars[i];
+            }
+            return v;
+        }
+    }
+    if (source != NULL) {
+        *source = "the default";
+    }
+    return "redis://127.0.0.1:6379";
+}
+
 int dlock_client_open_env(dlock_client **out, const dlock_client_options *options) {
-    const char *rest = getenv("UPSTASH_REDIS_REST_URL");
-    if (rest != NULL && rest[0] != '\0') {
+    const char *source, *url = dlock_env_url(&source);
+    if (strcmp(source, "UPSTASH_REDIS_REST_URL") == 0) {
         dlock_client_options o = {0};
         if (options != NULL) {
             o = *options;
@@ -248,11 +265,7 @@ int dlock_client_open_env(dlock_client **out, const dlock_client_options *option
         if (o.rest_token == NULL) {
             o.rest_token = getenv("UPSTASH_REDIS_REST_TOKEN");
         }
-        return dlock_client_open(out, rest, &o);
-    }
-    const char *url = getenv("REDIS_URL");
-    if (url == NULL || url[0] == '\0') {
-        url = "redis://127.0.0.1:6379";
+        return dlock_client_open(out, url, &o);
     }
     return dlock_client_open(out, url, options);
 }

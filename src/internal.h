@@ -17,9 +17,9 @@
 #define DLOCK__DEFAULT_ATTEMPTS           3
 #define DLOCK__DEFAULT_DELAY_MS           100
 #define DLOCK__DEFAULT_WAIT_MS            1000
-#define DLOCK__MAX_ID_LEN                 65536
-#define DLOCK__MAX_TOKEN_LEN              512
-#define DLOCK__UUID_LEN                   36
+#define DLOCK__MAX_ID_LEN                 DLOCK_MAX_ID_LEN
+#define DLOCK__MAX_TOKEN_LEN              DLOCK_MAX_TOKEN_LEN
+#define DLOCK__UUID_LEN                   DLOCK_UUID_LEN
 
 /* ---- error.c: the thread-local detail message ---- */
 
@@ -342,7 +342,7 @@ typedef struct dlock__script {
 
 extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
     dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced,
-    dlock__script_queue_try, dlock__script_queue_release;
+    dlock__script_queue_try, dlock__script_queue_release, dlock__script_inspect_details;
 
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
@@ -350,31 +350,34 @@ int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, co
 
 /* ---- subscribe.c: a connection subscribed to one pub/sub channel, routed like commands ----
  *
- * A subscription has a connection of its own, never pooled. On a Cluster it is SSUBSCRIBE
- * (sharded pub/sub, Redis 7) at the master of the channel's slot, so the channel must carry the
- * lock id's hash tag (dlock__sibling_key's names do) and the script that publishes must use
- * dlock__sub_publish_command ("spublish": SPUBLISH from a script works only for a channel in the
- * script's slot); elsewhere it is SUBSCRIBE and PUBLISH, which a cluster would broadcast to every
- * node. When the channel's slot moves (a migration, a failover), the server drops the
- * subscription (sunsubscribe) or the connection breaks: dlock__sub_read then fails, and a new
- * dlock__sub_open subscribes at the slot's new master. Messages published in between are lost,
- * so callers keep polling as a fallback. */
+ * A subscription has a connection of its own, never pooled. It is SSUBSCRIBE (sharded pub/sub,
+ * Redis 7) wherever the server has it: on a Cluster at the master of the channel's slot, so the
+ * channel must carry the lock id's hash tag (dlock__sibling_key's names do), and on one server
+ * too, because a pattern subscriber (PSUBSCRIBE *) receives no sharded message and so cannot make
+ * a dead waiter look subscribed, nor read a grant. A server without SSUBSCRIBE gets SUBSCRIBE.
+ * The script that publishes uses SPUBLISH or PUBLISH to match (the queue entry says which).
+ * When the channel's slot moves (a migration, a failover), the server drops the subscription
+ * (sunsubscribe) or the connection breaks: dlock__sub_read then fails, and a new dlock__sub_open
+ * subscribes at the slot's new master. Messages published in between are lost, so callers keep
+ * polling as a fallback. */
 
 /* Opens a connection and subscribes it to `channel` (len bytes), within the client's
- * deadlines, following MOVED on a cluster. Returns DLOCK_OK with *out, DLOCK_ESTATE if the
- * transport cannot subscribe (REST), DLOCK_ESERVER/EAUTH if the server refused, or the
- * connection's error. Thread-safe; the connection is then used by one thread at a time. */
-int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out);
+ * deadlines, following MOVED on a cluster; on REST, an SSE stream (sse.h) stands in for the
+ * connection, and is never sharded. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
+ * SUBSCRIBE only); on return, 1 if the subscription is sharded. Returns DLOCK_OK with *out,
+ * DLOCK_ESTATE if the transport or server cannot subscribe (a REST server without /subscribe),
+ * DLOCK_ESERVER/EAUTH if the server refused, or the connection's error. Thread-safe; the connection
+ * is then used by one thread at a time. */
+int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out,
+                    int *sharded);
 /* Reads one message before deadline_ms: DLOCK_OK with *payload (the message's third element,
  * owned by *msg: clear msg after use), DLOCK_ETIMEDOUT, or an error (the connection is then
  * broken, or on a cluster the server dropped the subscription because the slot moved: close it
- * and open again). Replies that are not messages ("message", or "smessage" on a cluster) are
- * returned with *payload NULL. */
+ * and open again). Replies that are not messages ("message" or "smessage") are returned with
+ * *payload NULL. */
 int dlock__sub_read(dlock_client *c, dlock__conn *conn, dlock__reply *msg,
                     const dlock__reply **payload, int64_t deadline_ms);
 void dlock__sub_close(dlock_client *c, dlock__conn *conn);
-/* The command a script publishes hand-offs with: "publish", or "spublish" on a cluster. */
-const char *dlock__sub_publish_command(const dlock_client *c);
 
 /* ---- keys.c: the keys that sit beside a lock id ---- */
 

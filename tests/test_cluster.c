@@ -469,14 +469,15 @@ static char *read_payload(dlock_client *c, dlock__conn *sub, int64_t ms, int *rc
 static void test_subscribe_follows_slot(void **state) {
     (void)state;
     dlock_client *c = open_cluster();
-    assert_string_equal(dlock__sub_publish_command(c), "spublish");
     const char *id = id_on(0, "sub");
     char ch[200];
     snprintf(ch, sizeof ch, "{%s}:grant", id);
     unsigned slot = slot_of(ch);
     int from = master_of_slot(slot), to = other_master(from);
     dlock__conn *sub;
-    dlt_assert_rc(dlock__sub_open(c, ch, strlen(ch), &sub), DLOCK_OK);
+    int sharded = 0; /* a cluster subscribes sharded whatever is asked */
+    dlt_assert_rc(dlock__sub_open(c, ch, strlen(ch), &sub, &sharded), DLOCK_OK);
+    assert_int_equal(sharded, 1);
     redisReply *n = on_port(from, "SPUBLISH %s hello", ch);
     assert_int_equal(n->integer, 1);
     freeReplyObject(n);
@@ -493,7 +494,7 @@ static void test_subscribe_follows_slot(void **state) {
     dlt_assert_rc(rc, DLOCK_EIO);
     assert_true(dlt_contains(dlock_errmsg(), "slot moved"));
     dlock__sub_close(c, sub);
-    dlt_assert_rc(dlock__sub_open(c, ch, strlen(ch), &sub), DLOCK_OK);
+    dlt_assert_rc(dlock__sub_open(c, ch, strlen(ch), &sub, &sharded), DLOCK_OK);
     n = on_port(to, "SPUBLISH %s again", ch);
     assert_int_equal(n->integer, 1);
     freeReplyObject(n);

@@ -313,6 +313,31 @@ static void test_bad_client_options(void **state) {
     open_expect("redis://127.0.0.1:6379", &o3, DLOCK_EINVAL);
 }
 
+static void test_token_uuid_and_env_url(void **state) {
+    (void)state;
+    char a[DLOCK_UUID_LEN + 1], b[DLOCK_UUID_LEN + 1];
+    dlt_assert_rc(dlock_token_uuid(a), DLOCK_OK);
+    dlt_assert_rc(dlock_token_uuid(b), DLOCK_OK);
+    assert_true(dlt_is_uuid_v4(a));
+    assert_string_not_equal(a, b);
+    dlt_assert_rc(dlock_token_uuid(NULL), DLOCK_EINVAL);
+
+    const char *src = NULL;
+    unsetenv("UPSTASH_REDIS_REST_URL");
+    unsetenv("REDIS_URL");
+    assert_string_equal(dlock_env_url(&src), "redis://127.0.0.1:6379");
+    assert_string_equal(src, "the default");
+    setenv("REDIS_URL", "redis://10.0.0.1:7000", 1);
+    assert_string_equal(dlock_env_url(&src), "redis://10.0.0.1:7000");
+    assert_string_equal(src, "REDIS_URL");
+    setenv("UPSTASH_REDIS_REST_URL", "https://example.upstash.io", 1);
+    assert_string_equal(dlock_env_url(NULL), "https://example.upstash.io");
+    setenv("UPSTASH_REDIS_REST_URL", "", 1); /* empty counts as unset */
+    assert_string_equal(dlock_env_url(&src), "redis://10.0.0.1:7000");
+    unsetenv("UPSTASH_REDIS_REST_URL");
+    unsetenv("REDIS_URL");
+}
+
 static void test_strerror(void **state) {
     (void)state;
     const int codes[] = {DLOCK_OK,       DLOCK_NOT_ACQUIRED, DLOCK_NOT_HELD, DLOCK_SUPERSEDED,
@@ -416,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_errmsg_per_thread),
         cmocka_unit_test(test_version),
+        cmocka_unit_test(test_token_uuid_and_env_url),
     };
     return cmocka_run_group_tests_name("url", tests, NULL, NULL);
 }

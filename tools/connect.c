@@ -52,13 +52,15 @@ static void free_secret(char *s) {
     }
 }
 
-/* True if the URL carries a password (scheme://user:password@host): then it wins over the
- * environment, which may have been set for some other server. */
+/* True if the URL carries a password: then it wins over the environment, which may have been set
+ * for some other server. The userinfo is "user:password@" for redis:// (a bare "user@" is a user
+ * name), and "[user:]password@" for the sentinel schemes (a bare "password@" is a password). */
 static int url_has_password(const char *url) {
     const char *p = strstr(url, "://");
     if (p == NULL) {
         return 0;
     }
+    int sentinel = (size_t)(p - url) >= 9 && memcmp(p - 9, "-sentinel", 9) == 0;
     p += 3;
     size_t authority = strcspn(p, "/?#");
     const char *at = NULL;
@@ -67,7 +69,14 @@ static int url_has_password(const char *url) {
             at = p + i;
         }
     }
-    return at != NULL && memchr(p, ':', (size_t)(at - p)) != NULL;
+    if (at == NULL) {
+        return 0;
+    }
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (colon != NULL) {
+        return 1;
+    }
+    return sentinel && at > p;
 }
 
 static const char *nonempty_env(const char *name) {
@@ -75,19 +84,29 @@ static const char *nonempty_env(const char *name) {
     return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
+void cli_scrub_secrets(void) {
+    static const char *const secrets[] = {"DLOCK_PASSWORD", "REDISCLI_AUTH",
+                                          "UPSTASH_REDIS_REST_TOKEN"};
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        unsetenv(secrets[i]);
+    }
+}
+
 int cli_connect(const cli_common *c, dlock_client **out) {
     dlock_client_options o = {0};
     const char *url;
     *out = NULL;
+    if (c->url != NULL && url_has_password(c->url)) {
+        /* Any user can read a command line (ps, /proc/PID/cmdline): refuse rather than use it. */
+        cli_error("--url must not carry a password: the command line is readable by every user "
+                  "(ps); give it with --password-file FILE or DLOCK_PASSWORD, or in REDIS_URL");
+        return CLI_EX_USAGE;
+    }
     if (c->url != NULL) {
         url = c->url;
         server_source = "--url";
-    } else if ((url = nonempty_env("UPSTASH_REDIS_REST_URL")) != NULL) {
-        server_source = "UPSTASH_REDIS_REST_URL";
-    } else if ((url = nonempty_env("REDIS_URL")) != NULL) {
-        server_source = "REDIS_URL";
     } else {
-        url = "redis://127.0.0.1:6379";
+        url = dlock_env_url(&server_source); /* the library's own fallback chain */
     }
     server_is_rest = strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
 
@@ -136,6 +155,8 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     int rc = dlock_client_open(out, url, &o);
     free_secret(password);
     free_secret(token);
+    /* The library has its copies: the commands dlock runs must not inherit the secrets. */
+    cli_scrub_secrets();
     if (rc < 0) {
         return cli_fail(rc, NULL);
     }

@@ -18,6 +18,8 @@
 #   DLOCK_TEST_CLUSTER_PORT_N, DLOCK_TEST_CLUSTER_PID_FILE_N, DLOCK_TEST_CLUSTER_CONF_N (N = 1..6)
 # Only Debian 12 packages are used: bash, coreutils, redis-server 7.0, redis-tools.
 set -euo pipefail
+# shellcheck source=redis-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/redis-lib.sh"
 
 NODES=6
 NODE_TIMEOUT_MS=2000
@@ -27,25 +29,16 @@ die() {
     exit 1
 }
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # A port whose bus port (+10000) is free too; both stay below 65536.
 random_port() {
     local p
     while :; do
         p=$((20000 + (RANDOM * 32768 + RANDOM) % 25000))
-        if ! port_in_use "$p" && ! port_in_use $((p + 10000)); then
+        if ! dl_port_in_use "$p" && ! dl_port_in_use $((p + 10000)); then
             echo "$p"
             return
         fi
     done
-}
-
-pid_alive() {
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ]
 }
 
 cli() {
@@ -85,7 +78,7 @@ start_node() {
         echo "$port" >"$DIR/node$n.port"
         for _ in $(seq 1 100); do
             pid=$(cat "$DIR/node$n.pid" 2>/dev/null || true)
-            if pid_alive "$pid" && [ "$(cli "$port" ping)" = PONG ]; then
+            if dl_pid_is_redis "$pid" && [ "$(cli "$port" ping)" = PONG ]; then
                 return 0
             fi
             if grep -q "Address already in use\|Could not create server\|Failed listening" \
@@ -95,7 +88,7 @@ start_node() {
             sleep 0.05
         done
         pid=$(cat "$DIR/node$n.pid" 2>/dev/null || true)
-        if pid_alive "$pid"; then
+        if dl_pid_is_redis "$pid"; then
             kill -9 "$pid" 2>/dev/null || true
         fi
         echo "cluster-env.sh: node$n did not start on port $port, retrying" >&2
@@ -121,26 +114,11 @@ cluster_ready() {
 }
 
 stop_dir() {
-    local n pid pids=()
+    local n pidfiles=()
     for n in $(seq 1 $NODES); do
-        pid=$(cat "$DIR/node$n.pid" 2>/dev/null || true)
-        rm -f "$DIR/node$n.pid"
-        case $pid in '' | *[!0-9]*) continue ;; esac
-        if pid_alive "$pid"; then
-            kill -CONT "$pid" 2>/dev/null || true
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid")
-        fi
+        pidfiles+=("$DIR/node$n.pid")
     done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 60); do
-            pid_alive "$pid" || break
-            sleep 0.05
-        done
-        if pid_alive "$pid"; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    dl_redis_stop "${pidfiles[@]}"
 }
 
 [ $# -eq 2 ] || die "usage: cluster-env.sh start|stop DIR"

@@ -20,32 +20,14 @@
 # Only Debian 12 packages are used: bash, coreutils, redis-server 7.0 (and its --sentinel mode),
 # redis-tools.
 set -euo pipefail
+# shellcheck source=redis-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/redis-lib.sh"
 
 MASTER_NAME=mymaster
 
 die() {
     echo "sentinel-env.sh: $*" >&2
     exit 1
-}
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-random_port() {
-    local p
-    while :; do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        if ! port_in_use "$p"; then
-            echo "$p"
-            return
-        fi
-    done
-}
-
-pid_alive() {
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ]
 }
 
 cli() {
@@ -88,7 +70,7 @@ start() {
     local name=$1 port pid mode=()
     case $name in s*) mode=(--sentinel) ;; esac
     for _ in 1 2 3 4 5 6 7 8 9 10; do
-        port=$(random_port)
+        port=$(dl_free_port)
         echo "$port" >"$DIR/$name.port"
         write_conf "$name" "$port"
         rm -f "$DIR/$name.pid"
@@ -96,7 +78,7 @@ start() {
         redis-server "$DIR/$name.conf" "${mode[@]}" </dev/null >/dev/null 2>&1 || true
         for _ in $(seq 1 100); do
             pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-            if pid_alive "$pid" && [ "$(cli "$port" ping)" = PONG ]; then
+            if dl_pid_is_redis "$pid" && [ "$(cli "$port" ping)" = PONG ]; then
                 return 0
             fi
             if grep -q "Address already in use\|Could not create server\|Failed listening" \
@@ -106,7 +88,7 @@ start() {
             sleep 0.05
         done
         pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-        if pid_alive "$pid"; then
+        if dl_pid_is_redis "$pid"; then
             kill -9 "$pid" 2>/dev/null || true
         fi
         echo "sentinel-env.sh: $name did not start on port $port, retrying" >&2
@@ -134,26 +116,11 @@ ready() {
 }
 
 stop_dir() {
-    local name pid pids=()
+    local name pidfiles=()
     for name in s1 s2 s3 node1 node2 node3; do
-        pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-        rm -f "$DIR/$name.pid"
-        case $pid in '' | *[!0-9]*) continue ;; esac
-        if pid_alive "$pid"; then
-            kill -CONT "$pid" 2>/dev/null || true
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid")
-        fi
+        pidfiles+=("$DIR/$name.pid")
     done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 60); do
-            pid_alive "$pid" || break
-            sleep 0.05
-        done
-        if pid_alive "$pid"; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    dl_redis_stop "${pidfiles[@]}"
 }
 
 [ $# -eq 2 ] || die "usage: sentinel-env.sh start|stop DIR"
