@@ -605,6 +605,7 @@ static int selftest(void) {
     int ok4 = is.events == 1 && is.max_us == 17000 - 9000;
     printf("fault_check selftest: dead-waiter idle %s (%" PRId64 " us)\n", ok4 ? "ok" : "FAILED",
            is.max_us);
+    free(is.per_event.v);
     ok = ok && ok2 && ok3 && ok4;
     printf("fault_check selftest: %s\n", ok ? "ok" : "FAILED");
     return ok ? 0 : 1;
@@ -708,6 +709,7 @@ int main(int argc, char **argv) {
     check_promises(1);
     idle_stats idle = dead_waiter_idle((size_t)workers + 1, 0);
     idle_stats pidle = dead_waiter_idle((size_t)workers + 1, 1);
+    free(pidle.per_event.v); /* only its figures are used */
     long waiter_kills = 0, holder_kills = 0;
     for (size_t k = 0; k < kills.n; k++) {
         waiter_kills += kills.v[k].waiter;
@@ -735,6 +737,7 @@ int main(int argc, char **argv) {
             fclose(f);
         }
     }
+    free(idle.per_event.v);
     long zero_validity = 0;
     for (size_t k = 0; k < holds.n; k++) {
         zero_validity += holds.v[k].v0 == 0;
