@@ -23,7 +23,9 @@
  *
  * Connection rules. They pick a connection by what it carries: the first request matching
  * FIRST picks it (dlock opens every connection with a PING, so the command that tells what a
- * connection is for comes next: "SUBSCRIBE" picks the one a waiter listens for hand-offs on).
+ * connection is for comes next: "SUBSCRIBE\r\n$" picks the one a waiter listens for hand-offs
+ * on, by SUBSCRIBE or SSUBSCRIBE; the bare word would also pick a connection that sent EVAL with
+ * a script whose comments mention it).
  * Connections already open are picked by what they carried in their first 1 KB of requests.
  * N is how many connections the rule may pick (0: all).
  *

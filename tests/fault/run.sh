@@ -547,6 +547,10 @@ scenario() {
     # Failed calls the faults explain: one per reply the proxy dropped.
     [ "$SC_MAX_ERR_FIRED" = 1 ] && check+=(--max-errors "${PROXY_FIRED:-0}")
     local ok=1 a more=()
+    if [ "$injector" = inject_timed ] && [ "${PROXY_FIRED:-0}" -eq 0 ]; then
+        echo "  FAIL: the proxy's fault never fired (does its pattern still match what dlock sends?)"
+        ok=0
+    fi
     "$bin/fault_check" --name "$NAME" --state "$DIR/state" --events "$DIR/events" "${check[@]}" \
         "${SC_CHECK[@]}" "$@" "${logs[@]}" || ok=0
     # The other cells: the checks that do not depend on what the injector did to cell 0.
@@ -725,7 +729,9 @@ run_one() {
         # message comes during a later wait. Workers 0-3 reuse their token (as @upstash/lock's
         # uuid), so that message names their later acquire too.
         SC_PROXY=1 SC_UNTIL_STOP=1 SC_SECS=15 FIRED_KIND=delayed
-        PROXY_RULES=("delay s2c 1500 SUBSCRIBE 0")
+        # The SUBSCRIBE or SSUBSCRIBE command itself (the end of a bulk string, then the next
+        # argument), not the word in the comments of a script sent with EVAL.
+        PROXY_RULES=('delay s2c 1500 SUBSCRIBE\r\n$ 0')
         SC_W=([0]=-R [1]=-R [2]=-R [3]=-R)
         soak_settings
         with_workers 6 scenario pubsub-delay 1 0 inject_timed --max-errors 0
