@@ -34,6 +34,7 @@ struct dlock__conn {
      * lowered for a call whose deadline is nearer (see arm). */
     int blocking;
     int64_t timeo_ms, default_timeo_ms;
+    int precise;  /* timeouts end at the deadline exactly (subscribed connections) */
     int build_rc; /* why the reply builder refused a reply (hiredis only says "Out of memory") */
 };
 
@@ -225,7 +226,10 @@ static int arm(dlock__conn *c, int64_t deadline) {
     }
     if (c->blocking) {
         int64_t want = left < c->default_timeo_ms ? left : c->default_timeo_ms;
-        int64_t tol = c->default_timeo_ms / 10 < 50 ? c->default_timeo_ms / 10 : 50;
+        /* A subscribed connection waits in short slices, where 50 ms of slack would show. */
+        int64_t tol = c->precise                      ? 0
+                      : c->default_timeo_ms / 10 < 50 ? c->default_timeo_ms / 10
+                                                      : 50;
         if (c->timeo_ms > left + tol || c->timeo_ms < want / 2) {
             set_timeouts(c, want > 0 ? want : 1);
         }
@@ -409,6 +413,7 @@ static int read_reply(dlock__conn *c, dlock__reply *out, int64_t deadline) {
 
 static int resp_read(dlock__conn *c, dlock__reply *out, int64_t deadline) {
     memset(out, 0, sizeof *out);
+    c->precise = 1; /* only subscribed connections read unsolicited replies */
     int rc = read_reply(c, out, deadline);
     if (rc != DLOCK_OK) {
         dlock__reply_clear(out);

@@ -610,6 +610,36 @@ static void test_failed_release_changes_nothing(void **state) {
     dlock_lock_free(wl);
 }
 
+/* A short wait ends at its deadline, not a socket timeout's slack later (median of 9). */
+static void test_short_wait_ends_on_time(void **state) {
+    dlock_client *c = ((fixture *)*state)->c;
+    const char *id = dlt_id("short-wait");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL), *wl = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    dlock_acquire_options ao = {.wait_ms = 20}, longer = {.wait_ms = 200};
+    dlt_assert_rc(dlock_lock_acquire(wl, &longer), DLOCK_NOT_ACQUIRED); /* 50 ms slices */
+    int64_t took[9];
+    for (int i = 0; i < 9; i++) {
+        int64_t t0 = dlt_now_ms();
+        dlt_assert_rc(dlock_lock_acquire(wl, &ao), DLOCK_NOT_ACQUIRED);
+        took[i] = dlt_now_ms() - t0;
+        assert_true(took[i] >= 20);
+    }
+    for (int i = 1; i < 9; i++) { /* insertion sort */
+        for (int j = i; j > 0 && took[j] < took[j - 1]; j--) {
+            int64_t t = took[j];
+            took[j] = took[j - 1];
+            took[j - 1] = t;
+        }
+    }
+    print_message("20 ms waits took %lld ms (median), %lld ms (max)\n", (long long)took[4],
+                  (long long)took[8]);
+    assert_true(took[4] < dlt_slow(20 + 20));
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_paused_waiter_ignores_stale_grant, fx_setup,
@@ -631,6 +661,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_pattern_subscriber_changes_nothing, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_failed_release_changes_nothing, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_short_wait_ends_on_time, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("wait", tests, NULL, NULL);
 }
