@@ -191,6 +191,7 @@ void dlock_client_close(dlock_client *c) {
     if (c == NULL) {
         return;
     }
+    dlock__quorum_free(c->quorum); /* Redlock: the member clients (NULL for one server) */
     for (int i = 0; i < c->nidle; i++) {
         c->tp->close(c->idle[i]);
     }

@@ -188,13 +188,19 @@ void dlock__tls_error_text(char *buf, size_t size);
 
 /* ---- client.c ---- */
 
+typedef struct dlock__quorum dlock__quorum;
+
 struct dlock_client {
     dlock__config cfg;
     const dlock__transport *tp;
     pthread_mutex_t mu; /* guards idle[] */
     dlock__conn **idle;
     int nidle, pool_size;
+    dlock__quorum *quorum; /* Redlock (quorum.c): the members; NULL for one server */
 };
+
+/* quorum.c: stops the members' workers and closes them (dlock_client_close of a quorum). */
+void dlock__quorum_free(dlock__quorum *q);
 
 /* Runs n pipelined commands on a pooled connection with the command deadline. On failure the
  * connection is dropped and the message is prefixed with the server's name. *sent (may be NULL)

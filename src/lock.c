@@ -3,6 +3,7 @@
 #include "fmacros.h"
 
 #include "lock_impl.h"
+#include "quorum.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,9 @@ static int make_siblings(dlock_lock *l, int fencing) {
     }
     if (l->fence_key == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    if (l->client->quorum != NULL) {
+        return DLOCK_OK; /* a Redlock polls: no wait queue */
     }
     return dlock__queue_new(&l->queue, l->client, l->id, l->idlen, l->fence_key, l->fence_len);
 }
@@ -311,7 +315,9 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         return dlock__err(DLOCK_ECANCELED, "acquire cancelled (by a dlock_lock_cancel made before "
                                            "it started)");
     }
-    if (o->wait_ms > 0 && l->queue != NULL) {
+    if (l->client->quorum != NULL) {
+        rc = dlock__quorum_acquire(l, token, token_len, lease, attempts, delay, o->wait_ms, &g);
+    } else if (o->wait_ms > 0 && l->queue != NULL) {
         int64_t deadline = dlock__add_sat(dlock__now_ms(), o->wait_ms);
         rc = dlock__queue_wait(l->queue, token, token_len, lease, l->fencing, deadline, &l->cancel,
                                &g);
@@ -380,8 +386,9 @@ int dlock_lock_release(dlock_lock *l) {
         return DLOCK_NOT_HELD;
     }
     int sent = 0;
-    int rc = l->queue != NULL ? dlock__queue_release(l->queue, l->token, l->token_len, &sent)
-                              : plain_release(l, &sent);
+    int rc = l->client->quorum != NULL ? dlock__quorum_release(l, &sent)
+             : l->queue != NULL ? dlock__queue_release(l->queue, l->token, l->token_len, &sent)
+                                : plain_release(l, &sent);
     pthread_mutex_lock(&l->mu);
     if (rc == DLOCK_OK || rc == DLOCK_NOT_HELD) {
         drop_token(l);
@@ -399,6 +406,21 @@ int dlock_lock_release(dlock_lock *l) {
     return rc;
 }
 
+/* extend of a Redlock: as below, with the lease a majority confirmed. */
+static int quorum_extend(dlock_lock *l, int64_t ms) {
+    int64_t sent_at = dlock__now_ms(), granted = 0;
+    int rc = dlock__quorum_extend(l, l->token, l->token_len, 0, ms, &granted);
+    pthread_mutex_lock(&l->mu);
+    if (rc == 0) {
+        l->lost = 1;
+    } else if (rc == 1) {
+        l->granted_at = sent_at;
+        l->granted_ms = granted;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc == 0 ? DLOCK_NOT_HELD : rc == 1 ? DLOCK_OK : rc;
+}
+
 int dlock_lock_extend(dlock_lock *l, int64_t ms) {
     dlock__err_clear();
     if (l == NULL) {
@@ -413,6 +435,9 @@ int dlock_lock_extend(dlock_lock *l, int64_t ms) {
     pthread_mutex_unlock(&l->mu);
     if (l->token == NULL || lost) {
         return DLOCK_NOT_HELD;
+    }
+    if (l->client->quorum != NULL) {
+        return quorum_extend(l, ms);
     }
     char add[24];
     int addlen = snprintf(add, sizeof add, "%lld", (long long)ms);
@@ -455,6 +480,12 @@ int dlock_lock_status(dlock_lock *l, dlock_state *out) {
     pthread_mutex_unlock(&l->mu);
     if (l->token == NULL || lost) {
         return DLOCK_OK;
+    }
+    if (l->client->quorum != NULL) {
+        int held = 0;
+        int rc = dlock__quorum_status(l, &held);
+        *out = rc == DLOCK_OK && held ? DLOCK_ACQUIRED : DLOCK_FREE;
+        return rc;
     }
     const char *argv[] = {"GET", l->id};
     size_t lens[] = {3, l->idlen};
@@ -562,6 +593,9 @@ int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,
     int rc = dlock__check_id(id, "dlock_lock_inspect");
     if (rc != DLOCK_OK) {
         return rc;
+    }
+    if (client->quorum != NULL) {
+        return dlock__quorum_inspect(client, id, token, out);
     }
     const char *argv[] = {id};
     size_t lens[] = {strlen(id)};
