@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define REOPEN_MS 500 /* a member unreachable since open is tried again at most this often */
 
@@ -57,9 +58,10 @@ struct dlock__quorum {
     int n;
     int timeout_ms; /* options.quorum_timeout_ms; 0 = from the lease */
     dlock_client_options opts;
-    pthread_mutex_t mu; /* guards `opened` below during open */
+    pthread_mutex_t mu; /* guards `opened`, `refs` and the members' open results */
     pthread_cond_t cv;
     int opened;
+    int refs; /* the owner + each live worker: the last one out frees */
     qmember m[DLOCK_QUORUM_MAX];
 };
 
@@ -198,6 +200,8 @@ static int run_op(dlock_client *c, const dlock__qreq *q, dlock__qresult *out) {
 
 /* ---- the workers ---- */
 
+static int quorum_unref(dlock__quorum *q);
+
 static void round_unref(qround *r) {
     pthread_mutex_lock(&r->mu);
     int last = --r->refs == 0;
@@ -219,9 +223,15 @@ static void round_unref(qround *r) {
 static int member_open(qmember *m) {
     int64_t now = dlock__now_ms();
     if (m->client == NULL && (!m->opened || now >= m->reopen_at)) {
-        m->open_rc = dlock_client_open(&m->client, m->url, &m->q->opts);
+        dlock_client *c = NULL;
+        int rc = dlock_client_open(&c, m->url, &m->q->opts);
+        /* Published under the quorum's mutex: dlock_client_open_quorum reads it meanwhile. */
+        pthread_mutex_lock(&m->q->mu);
+        m->client = c;
+        m->open_rc = rc;
         snprintf(m->open_msg, sizeof m->open_msg, "%s", dlock_errmsg());
         m->reopen_at = now + REOPEN_MS;
+        pthread_mutex_unlock(&m->q->mu);
     }
     if (m->client != NULL) {
         return DLOCK_OK;
@@ -290,6 +300,7 @@ static void *member_main(void *arg) {
         pthread_mutex_lock(&m->mu);
     }
     pthread_mutex_unlock(&m->mu);
+    quorum_unref(m->q); /* may free m: touch nothing after it */
     return NULL;
 }
 
@@ -468,19 +479,9 @@ static int copy_opts(dlock_client_options *d, const dlock_client_options *o) {
     return oom ? dlock__err(DLOCK_ENOMEM, "out of memory") : DLOCK_OK;
 }
 
-void dlock__quorum_free(dlock__quorum *q) {
-    if (q == NULL) {
-        return;
-    }
+static void quorum_destroy(dlock__quorum *q) {
     for (int i = 0; i < q->n; i++) {
         qmember *m = &q->m[i];
-        if (m->thread_live) {
-            pthread_mutex_lock(&m->mu);
-            m->stop = 1;
-            pthread_cond_signal(&m->cv);
-            pthread_mutex_unlock(&m->mu);
-            pthread_join(m->thread, NULL);
-        }
         dlock_client_close(m->client);
         pthread_cond_destroy(&m->cv);
         pthread_mutex_destroy(&m->mu);
@@ -490,6 +491,50 @@ void dlock__quorum_free(dlock__quorum *q) {
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
     free(q);
+}
+
+/* Drops one reference; the last frees everything. Returns 1 if it did. */
+static int quorum_unref(dlock__quorum *q) {
+    pthread_mutex_lock(&q->mu);
+    int last = --q->refs == 0;
+    pthread_mutex_unlock(&q->mu);
+    if (last) {
+        quorum_destroy(q);
+    }
+    return last;
+}
+
+/* Stops the workers. One blocked on a silent server (a connect or a request that has not timed
+ * out yet) is not waited for beyond a short grace: it is detached and frees the quorum itself
+ * when its call returns (within connect_timeout_ms), so that closing never hangs on a server
+ * that does not answer. */
+void dlock__quorum_free(dlock__quorum *q) {
+    if (q == NULL) {
+        return;
+    }
+    int64_t grace = q->timeout_ms > 0 ? q->timeout_ms : DLOCK_QUORUM_TIMEOUT_MAX_MS;
+    for (int i = 0; i < q->n; i++) {
+        qmember *m = &q->m[i];
+        pthread_mutex_lock(&m->mu);
+        m->stop = 1;
+        pthread_cond_signal(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* pthread_timedjoin_np takes CLOCK_REALTIME */
+    until.tv_sec += (time_t)(grace / 1000);
+    until.tv_nsec += (long)(grace % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    for (int i = 0; i < q->n; i++) {
+        qmember *m = &q->m[i];
+        if (m->thread_live && pthread_timedjoin_np(m->thread, NULL, &until) != 0) {
+            pthread_detach(m->thread);
+        }
+    }
+    quorum_unref(q);
 }
 
 static int check_args(dlock_client **out, const char *const *urls, size_t n,
@@ -521,6 +566,36 @@ static int check_args(dlock_client **out, const char *const *urls, size_t n,
         }
     }
     return DLOCK_OK;
+}
+
+/* A member that could not be reached is tolerated (its worker tries again later) as long as a
+ * majority was reached; a wrong URL, password or certificate never is. */
+static int check_members(dlock__quorum *q) {
+    int up = 0;
+    for (int i = 0; i < q->n; i++) {
+        qmember *m = &q->m[i];
+        if (!m->opened && m->client == NULL) {
+            continue; /* still connecting: tolerated, as an unreachable one */
+        }
+        int rc = m->client != NULL ? DLOCK_OK : m->open_rc;
+        if (rc != DLOCK_OK && rc != DLOCK_ECONNECT && rc != DLOCK_ETIMEDOUT && rc != DLOCK_EIO) {
+            return dlock__err(rc, "Redlock server %d of %d: %s", i + 1, q->n, m->open_msg);
+        }
+        up += rc == DLOCK_OK;
+    }
+    if (up >= q->n / 2 + 1) {
+        return DLOCK_OK;
+    }
+    char buf[512];
+    size_t len =
+        (size_t)snprintf(buf, sizeof buf, "Redlock: only %d of %d servers reachable, %d needed", up,
+                         q->n, q->n / 2 + 1);
+    for (int i = 0; i < q->n && len < sizeof buf; i++) {
+        if (q->m[i].client == NULL) {
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "; %s", q->m[i].open_msg);
+        }
+    }
+    return dlock__err(q->m[0].client == NULL ? q->m[0].open_rc : DLOCK_ECONNECT, "%s", buf);
 }
 
 /* A member's name for messages, without credentials. */
@@ -556,46 +631,44 @@ static int start_members(dlock__quorum *q, const char *const *urls) {
     }
     int started = 0;
     for (int i = 0; i < q->n; i++) {
+        pthread_mutex_lock(&q->mu);
+        q->refs++; /* the worker's, dropped when it exits */
+        pthread_mutex_unlock(&q->mu);
         int e = pthread_create(&q->m[i].thread, NULL, member_main, &q->m[i]);
         if (e != 0) {
+            pthread_mutex_lock(&q->mu);
+            q->refs--;
+            pthread_mutex_unlock(&q->mu);
             return dlock__err(DLOCK_ESYS, "Redlock: cannot start a thread: %s", strerror(e));
         }
         q->m[i].thread_live = 1;
         started++;
     }
+    /* Once a majority is connected, the others get the member timeout (at most) to catch up: a
+     * silent server (SIGSTOP, a dead host) must not hold up the open for the connect timeout.
+     * Its thread keeps trying; requests meanwhile count it as failed. */
+    int64_t grace = q->timeout_ms > 0 ? q->timeout_ms : DLOCK_QUORUM_TIMEOUT_MAX_MS, until = 0;
     pthread_mutex_lock(&q->mu);
     while (q->opened < started) {
-        pthread_cond_wait(&q->cv, &q->mu);
+        int up = 0;
+        for (int i = 0; i < q->n; i++) {
+            up += q->m[i].client != NULL;
+        }
+        if (up >= q->n / 2 + 1 && until == 0) {
+            until = dlock__now_ms() + grace;
+        }
+        if (until != 0 && dlock__now_ms() >= until) {
+            break;
+        }
+        if (until != 0) {
+            dlock__cond_wait_until(&q->cv, &q->mu, until);
+        } else {
+            pthread_cond_wait(&q->cv, &q->mu);
+        }
     }
+    int rc = check_members(q);
     pthread_mutex_unlock(&q->mu);
-    return DLOCK_OK;
-}
-
-/* A member that could not be reached is tolerated (its worker tries again later) as long as a
- * majority was reached; a wrong URL, password or certificate never is. */
-static int check_members(dlock__quorum *q) {
-    int up = 0;
-    for (int i = 0; i < q->n; i++) {
-        qmember *m = &q->m[i];
-        int rc = m->client != NULL ? DLOCK_OK : m->open_rc;
-        if (rc != DLOCK_OK && rc != DLOCK_ECONNECT && rc != DLOCK_ETIMEDOUT && rc != DLOCK_EIO) {
-            return dlock__err(rc, "Redlock server %d of %d: %s", i + 1, q->n, m->open_msg);
-        }
-        up += rc == DLOCK_OK;
-    }
-    if (up >= q->n / 2 + 1) {
-        return DLOCK_OK;
-    }
-    char buf[512];
-    size_t len =
-        (size_t)snprintf(buf, sizeof buf, "Redlock: only %d of %d servers reachable, %d needed", up,
-                         q->n, q->n / 2 + 1);
-    for (int i = 0; i < q->n && len < sizeof buf; i++) {
-        if (q->m[i].client == NULL) {
-            len += (size_t)snprintf(buf + len, sizeof buf - len, "; %s", q->m[i].open_msg);
-        }
-    }
-    return dlock__err(q->m[0].client == NULL ? q->m[0].open_rc : DLOCK_ECONNECT, "%s", buf);
+    return rc;
 }
 
 /* "redlock:" and each member's name, for dlock_client_server and messages. */
@@ -627,13 +700,13 @@ int dlock_client_open_quorum(dlock_client **out, const char *const *urls, size_t
     }
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
+    dlock__cond_init_monotonic(&q->cv);
     c->quorum = q;
+    q->refs = 1;
     q->n = (int)n;
     q->timeout_ms = options != NULL ? options->quorum_timeout_ms : 0;
     if ((rc = copy_opts(&q->opts, options)) != DLOCK_OK ||
-        (rc = start_members(q, urls)) != DLOCK_OK || (rc = check_members(q)) != DLOCK_OK ||
-        (rc = make_display(c, q)) != DLOCK_OK) {
+        (rc = start_members(q, urls)) != DLOCK_OK || (rc = make_display(c, q)) != DLOCK_OK) {
         char saved[512];
         snprintf(saved, sizeof saved, "%s", dlock_errmsg());
         dlock_client_close(c);

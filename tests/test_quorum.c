@@ -105,6 +105,17 @@ static int count_holding(const char *id, const char *token) {
     return n;
 }
 
+/* An acquire returns once a majority said yes; the slower servers' SETs land a little later. */
+static int wait_holding(const char *id, const char *token, int want) {
+    int n = 0;
+    for (int64_t t0 = dlt_now_ms(); dlt_now_ms() - t0 < dlt_slow(1000); dlt_sleep_ms(5)) {
+        if ((n = count_holding(id, token)) == want) {
+            break;
+        }
+    }
+    return n;
+}
+
 static void raw_set(int i, const char *id, const char *value, int px) {
     redisContext *c = dlt_raw_connect(q_port(i), NULL);
     freeReplyObject(dlt_raw_cmd(c, "SET %s %s PX %d", id, value, px));
@@ -157,13 +168,13 @@ static void test_open_with_minority_down(void **unused) {
     const char *id = dlt_id("q-open-down");
     dlock_lock *l = dlt_lock_new(c, id, NULL);
     dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
-    assert_int_equal(count_holding(id, dlock_lock_token(l)), 3);
+    assert_int_equal(wait_holding(id, dlock_lock_token(l), 3), 3);
     /* The servers come back; the next acquire uses them again (reopened by their threads). */
     dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
     all_up();
     dlt_sleep_ms(600); /* past the reopen interval */
     dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
-    assert_int_equal(count_holding(id, dlock_lock_token(l)), 5);
+    assert_int_equal(wait_holding(id, dlock_lock_token(l), 5), 5);
     dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
     dlock_lock_free(l);
     dlock_client_close(c);
@@ -177,7 +188,7 @@ static void test_cycle_on_all(void **unused) {
     dlock_lock *l = dlt_lock_new(c, id, &lo);
     dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
     assert_true(dlt_is_uuid_v4(dlock_lock_token(l)));
-    assert_int_equal(count_holding(id, dlock_lock_token(l)), 5);
+    assert_int_equal(wait_holding(id, dlock_lock_token(l), 5), 5);
     int64_t v = dlock_lock_validity_ms(l);
     assert_true(v > 4800 && v <= 5000 - 52);
     dlock_state st;
@@ -222,7 +233,7 @@ static void test_two_down_majority_holds(void **unused) {
     q_pause(4);
     dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
     assert_true(dlock_lock_fencing_token(l) >= 1);
-    assert_int_equal(count_holding(id, dlock_lock_token(l)), 3);
+    assert_int_equal(wait_holding(id, dlock_lock_token(l), 3), 3);
     dlt_assert_rc(dlock_lock_extend(l, 1000), DLOCK_OK);
     dlock_state st;
     dlt_assert_rc(dlock_lock_status(l, &st), DLOCK_OK);
@@ -319,7 +330,7 @@ static void test_split_vote(void **unused) {
     raw_set(0, id2, "someone-else", 10000);
     raw_set(1, id2, "someone-else", 10000);
     dlt_assert_rc(dlock_lock_acquire(l2, NULL), DLOCK_OK);
-    assert_int_equal(count_holding(id2, dlock_lock_token(l2)), 3);
+    assert_int_equal(wait_holding(id2, dlock_lock_token(l2), 3), 3);
     dlt_assert_rc(dlock_lock_release(l2), DLOCK_OK);
 
     /* Someone holds two and one server is down: two yes, two no, one failed. The failure kept

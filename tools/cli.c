@@ -16,7 +16,10 @@ const char cli_common_help[] =
     "Server options (every subcommand):\n"
     "      --url URL            redis://[user@]host[:port][/db], rediss://... (TLS),\n"
     "                           unix:///path.sock, or https://... (Upstash REST).\n"
-    "                           Default: $UPSTASH_REDIS_REST_URL, else $REDIS_URL,\n"
+    "                           Given 3 or more times: a Redlock over those servers\n"
+    "                           (held on a majority). Default: $DLOCK_URLS (comma-\n"
+    "                           separated; several make a Redlock), else\n"
+    "                           $UPSTASH_REDIS_REST_URL, else $REDIS_URL,\n"
     "                           else redis://127.0.0.1:6379\n"
     "      --user NAME          ACL user name (default: the URL's, else \"default\")\n"
     "      --password-file F    read the password from file F (first line)\n"
@@ -50,6 +53,10 @@ int cli_common_option(cli_common *c, int opt, const char *arg) {
     switch (opt) {
     case CLI_OPT_URL:
         c->url = arg;
+        if (c->nurls < CLI_MAX_URLS) {
+            c->urls[c->nurls] = arg;
+        }
+        c->nurls++;
         return 1;
     case CLI_OPT_USER:
         c->user = arg;

@@ -75,30 +75,80 @@ static const char *nonempty_env(const char *name) {
     return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
-int cli_connect(const cli_common *c, dlock_client **out) {
-    dlock_client_options o = {0};
-    const char *url;
-    *out = NULL;
-    if (c->url != NULL) {
-        url = c->url;
+static int is_rest(const char *url) {
+    return strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
+}
+
+/* The servers: every --url, else DLOCK_URLS split at its commas, else one from the environment.
+ * Sets urls[0..*n-1] (pointing into c, or into *buf, which the caller frees). Returns 0 or an
+ * exit code after saying why. */
+static int choose_servers(const cli_common *c, const char **urls, int *n, char **buf) {
+    const char *list = nonempty_env("DLOCK_URLS");
+    *n = 0;
+    *buf = NULL;
+    if (c->nurls > CLI_MAX_URLS) {
+        cli_error("--url given %d times; a Redlock has at most %d servers", c->nurls, CLI_MAX_URLS);
+        return CLI_EX_USAGE;
+    }
+    if (c->nurls > 0) {
+        memcpy(urls, c->urls, (size_t)c->nurls * sizeof *urls);
+        *n = c->nurls;
         server_source = "--url";
-    } else if ((url = nonempty_env("UPSTASH_REDIS_REST_URL")) != NULL) {
+    } else if (list != NULL) {
+        if ((*buf = strdup(list)) == NULL) {
+            cli_error("out of memory");
+            return CLI_EX_OSERR;
+        }
+        for (char *save = NULL, *p = strtok_r(*buf, ",", &save); p != NULL;
+             p = strtok_r(NULL, ",", &save)) {
+            if (*n == CLI_MAX_URLS) {
+                cli_error("DLOCK_URLS names more than %d servers", CLI_MAX_URLS);
+                return CLI_EX_USAGE;
+            }
+            urls[(*n)++] = p;
+        }
+        server_source = "DLOCK_URLS";
+    } else if ((urls[0] = nonempty_env("UPSTASH_REDIS_REST_URL")) != NULL) {
         server_source = "UPSTASH_REDIS_REST_URL";
-    } else if ((url = nonempty_env("REDIS_URL")) != NULL) {
+    } else if ((urls[0] = nonempty_env("REDIS_URL")) != NULL) {
         server_source = "REDIS_URL";
     } else {
-        url = "redis://127.0.0.1:6379";
+        urls[0] = "redis://127.0.0.1:6379";
     }
-    server_is_rest = strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
+    if (*buf != NULL && *n == 0) {
+        cli_error("DLOCK_URLS names no server");
+        return CLI_EX_USAGE;
+    }
+    *n = *n > 0 ? *n : 1; /* one server from the environment or the default */
+    return 0;
+}
 
-    int ex = 0;
+int cli_connect(const cli_common *c, dlock_client **out) {
+    dlock_client_options o = {0};
+    const char *urls[CLI_MAX_URLS];
+    int nurls;
+    char *list = NULL;
+    *out = NULL;
+    int ex = choose_servers(c, urls, &nurls, &list);
+    if (ex != 0) {
+        free(list);
+        return ex;
+    }
+    int any_password = 0;
+    server_is_rest = 0;
+    for (int i = 0; i < nurls; i++) {
+        server_is_rest |= is_rest(urls[i]);
+        any_password |= url_has_password(urls[i]);
+    }
+
     char *password = NULL, *token = NULL;
     if (c->password_file != NULL) {
         if ((password = read_secret(c->password_file, "--password-file", &ex)) == NULL) {
+            free(list);
             return ex;
         }
         o.password = password;
-    } else if (!url_has_password(url)) {
+    } else if (!any_password) {
         o.password = nonempty_env("DLOCK_PASSWORD");
         if (o.password == NULL) {
             o.password = nonempty_env("REDISCLI_AUTH");
@@ -107,6 +157,7 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     if (c->token_file != NULL) {
         if ((token = read_secret(c->token_file, "--token-file", &ex)) == NULL) {
             free_secret(password);
+            free(list);
             return ex;
         }
         o.rest_token = token;
@@ -119,6 +170,7 @@ int cli_connect(const cli_common *c, dlock_client **out) {
             cli_error("cannot read --cacert %s: %s", c->cacert, strerror(errno));
             free_secret(password);
             free_secret(token);
+            free(list);
             return CLI_EX_NOINPUT;
         }
         if (S_ISDIR(st.st_mode)) {
@@ -133,9 +185,12 @@ int cli_connect(const cli_common *c, dlock_client **out) {
      * one from the pool while the main thread waits on the child. */
     o.pool_size = 2;
 
-    int rc = dlock_client_open(out, url, &o);
+    /* Several servers make a Redlock; the library refuses two (no server may fail there). */
+    int rc = nurls > 1 ? dlock_client_open_quorum(out, urls, (size_t)nurls, &o)
+                       : dlock_client_open(out, urls[0], &o);
     free_secret(password);
     free_secret(token);
+    free(list);
     if (rc < 0) {
         return cli_fail(rc, NULL);
     }
