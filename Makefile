@@ -1,10 +1,11 @@
 # Thin wrapper around CMake/CTest. `make help` lists the targets.
 BUILD       ?= build
 BUILD_ASAN  ?= build-asan
+BUILD_DEB   ?= build-deb
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup test check asan memcheck fault fuzz demo bench bench-peers install format clean help
+.PHONY: all setup test check asan memcheck fault fuzz demo bench bench-peers install deb format clean help
 
 all:
 	cmake -S . -B $(BUILD) -DDLOCK_WERROR=ON $(CMAKE_FLAGS)
@@ -48,12 +49,25 @@ bench-peers: all
 install: all
 	cmake --install $(BUILD)
 
+# Debian packages (libdlock0, libdlock-dev, dlock) into $(BUILD_DEB)/, built with debhelper from
+# a copy of the tree so that nothing is written next to it. Install: apt-get install ./$(BUILD_DEB)/*.deb
+deb:
+	@v=$$(sed -n 's/^#define DLOCK_VERSION_STRING "\(.*\)"/\1/p' include/dlock.h); \
+	d=$$(dpkg-parsechangelog -S Version); \
+	[ "$$v" = "$$d" ] || { echo "deb: debian/changelog says $$d, dlock.h says $$v"; exit 1; }
+	rm -rf $(BUILD_DEB) && mkdir -p $(BUILD_DEB)/src
+	tar -c --exclude='./build*' --exclude=./.git --exclude=./node_modules . | tar -x -C $(BUILD_DEB)/src
+	cd $(BUILD_DEB)/src && DEB_BUILD_OPTIONS="noautodbgsym parallel=$(JOBS)" \
+	    dpkg-buildpackage -b -us -uc
+	rm -rf $(BUILD_DEB)/src
+	@ls $(BUILD_DEB)/*.deb
+
 format:
 	clang-format -i include/*.h src/*.c src/*.h tools/*.c tools/*.h tests/*.c tests/*.h \
 	    tests/*/*.c tests/*/*.h examples/*.c bench/*.c fuzz/*.c 2>/dev/null || true
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_DEB) build-fuzz
 
 help:
 	@echo "make demo      set up (Debian packages), build, and run the demo"
@@ -61,4 +75,5 @@ help:
 	@echo "make check     test + ASan/UBSan + valgrind"
 	@echo "make fault     fault injection, mutual-exclusion checker, fuzzing, load"
 	@echo "make bench     benchmarks (bounded, < 5 minutes)"
-	@echo "make install   install library, header, pkg-config file, CLI and man page"
+	@echo "make install   install library, header, pkg-config file, CMake package, CLI, man page"
+	@echo "make deb       Debian packages libdlock0, libdlock-dev, dlock in $(BUILD_DEB)/"

@@ -543,14 +543,16 @@ static int raw_set_nx(raw_ctx *x, const char *key) {
 }
 
 /* The library's release for ids that have sibling keys (all ids without braces): the hand-off
- * script with the queue, waiters and fence keys "{ID}:NAME" and the grant channel prefix. */
+ * script with the queue, waiters, fence and holder keys "{ID}:NAME" and the grant channel prefix.
+ */
 static void raw_release(raw_ctx *x, const char *key) {
-    char q[128], w[128], fe[128], ch[128];
+    char q[128], w[128], fe[128], ho[128], ch[128];
     snprintf(q, sizeof q, "{%s}:queue", key);
     snprintf(w, sizeof w, "{%s}:waiters", key);
     snprintf(fe, sizeof fe, "{%s}:fence", key);
+    snprintf(ho, sizeof ho, "{%s}:holder", key);
     snprintf(ch, sizeof ch, "{%s}:grant:", key);
-    const char *argv[] = {"EVALSHA", x->sha_release, "4", key, q, w, fe, x->token, ch, "publish"};
+    const char *argv[] = {"EVALSHA", x->sha_release, "5", key, q, w, fe, ho, x->token, ch};
     raw_do(x->c, 10, argv);
 }
 

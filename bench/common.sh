@@ -1,7 +1,10 @@
 # bench/common.sh: sourced by run.sh and peers.sh. Starts a private redis-server (TCP on a free
-# port on 127.0.0.1 plus a unix socket, in a temp dir) and, when it has been built, the local
-# Upstash REST gateway in front of it. Everything started here is stopped by PID from the EXIT
-# trap; nothing is stopped by name.
+# port on 127.0.0.1 plus a unix socket, in a temp dir; tests/harness/redis-lib.sh) and, when it
+# has been built, the local Upstash REST gateway in front of it. Everything started here is
+# stopped by PID from the EXIT trap; nothing is stopped by name.
+
+# shellcheck source=../tests/harness/redis-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/harness/redis-lib.sh"
 
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dlock-bench.XXXXXX")
 
@@ -24,25 +27,11 @@ bench_cleanup() {
     for pid in "${BENCH_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    dl_redis_stop "$BENCH_TMP/redis.pid"
     rm -rf "$BENCH_TMP"
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-
-bench_port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-bench_free_port() {
-    local p
-    while :; do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        if ! bench_port_in_use "$p"; then
-            echo "$p"
-            return
-        fi
-    done
-}
 
 # Sets REDIS_PORT, REDIS_SOCK, REDIS_PID. Retries on a port clash.
 bench_start_redis() {
@@ -51,27 +40,13 @@ bench_start_redis() {
         exit 1
     }
     REDIS_SOCK=$BENCH_TMP/redis.sock
-    local try
-    for try in 1 2 3 4 5; do
-        REDIS_PORT=$(bench_free_port)
-        "${SERVER_PIN[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --unixsocket "$REDIS_SOCK" \
-            --unixsocketperm 700 --save '' --appendonly no --dir "$BENCH_TMP" \
-            --logfile "$BENCH_TMP/redis.log" --daemonize no &
-        REDIS_PID=$!
-        local i
-        for i in $(seq 1 50); do
-            if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
-                BENCH_PIDS+=("$REDIS_PID")
-                return 0
-            fi
-            kill -0 "$REDIS_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    done
-    echo "bench: redis-server did not start; see $BENCH_TMP/redis.log" >&2
-    exit 1
+    DL_REDIS_PREFIX=("${SERVER_PIN[@]}")
+    dl_redis_start "$BENCH_TMP" redis --unixsocket "$REDIS_SOCK" --unixsocketperm 700 || {
+        echo "bench: redis-server did not start; see $BENCH_TMP/redis.log" >&2
+        exit 1
+    }
+    REDIS_PORT=$DL_REDIS_PORT
+    REDIS_PID=$DL_REDIS_PID
 }
 
 # The Upstash REST gateway from tests/gateway, if built: sets GATEWAY_URL and GATEWAY_TOKEN,

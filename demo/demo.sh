@@ -41,13 +41,12 @@ if [ ! -x "$DLOCK" ]; then
 fi
 DLOCK=$(cd "$(dirname "$DLOCK")" && pwd)/$(basename "$DLOCK")
 
+# shellcheck source=../tests/harness/redis-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/harness/redis-lib.sh"
 TMP=$(mktemp -d /tmp/dlock-demo.XXXXXX)
-REDIS_PID=
 cleanup() {
-    # Stop only the server this script started, by its PID, and only if it still is one.
-    if [ -n "$REDIS_PID" ] && [ "$(cat "/proc/$REDIS_PID/comm" 2>/dev/null)" = redis-server ]; then
-        kill -TERM "$REDIS_PID" 2>/dev/null
-    fi
+    # Stop only the server this script started, by its PID file (dl_redis_stop checks it is one).
+    dl_redis_stop "$TMP/redis.pid"
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -73,26 +72,9 @@ if [ -z "$URL" ]; then
         echo "demo.sh: redis-server not found (apt-get install redis-server), or set REDIS_URL" >&2
         exit 2
     }
-    for try in 1 2 3 4 5; do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-            --pidfile "$TMP/redis.pid" --logfile "$TMP/redis.log" --dir "$TMP" >/dev/null 2>&1
-        for i in $(seq 1 100); do
-            [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && [ -s "$TMP/redis.pid" ] && break
-            sleep 0.05
-        done
-        if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
-            REDIS_PID=$(cat "$TMP/redis.pid")
-            URL=redis://127.0.0.1:$port
-            break
-        fi
-    done
-    [ -n "$URL" ] || {
-        echo "demo.sh: could not start redis-server; see $TMP/redis.log" >&2
-        exit 2
-    }
-    say "started a private redis-server at $URL (pid $REDIS_PID)"
+    dl_redis_start "$TMP" redis || exit 2
+    URL=redis://127.0.0.1:$DL_REDIS_PORT
+    say "started a private redis-server at $URL (pid $DL_REDIS_PID)"
 else
     say "using the Redis server from ${REDIS_URL:+REDIS_URL}${REDIS_URL:---url}"
 fi

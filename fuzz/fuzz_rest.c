@@ -1,19 +1,19 @@
-/* Fuzz target: arbitrary bytes as the body of an Upstash REST reply. rest.c is included so that
- * its static decoder (decode_ok_body: the JSON envelopes {"result": ...} / {"error": ...}, base64
- * strings, pipelines) and error_text (the body of a failed request) are reachable.
+/* Fuzz target: arbitrary bytes as the body of an Upstash REST reply, through the REST
+ * transport's decoder (dlock__rest_decode: the JSON envelopes {"result": ...} / {"error": ...},
+ * base64 strings, pipelines, the shared reply builder's limits) and dlock__rest_error_text (the
+ * body of a failed request).
  *
  * The first byte picks how many replies the body must hold (1 to 4, a pipeline above 1).
  * Checks: no crash, leak or undefined behaviour; a success yields well-formed replies; a failure
- * is EPROTO or ENOMEM with every reply cleared; error_text always produces a terminated string.
- * TODO(library): expose the decoder so this target need not include rest.c, e.g.
- *   int dlock__rest_decode(const char *body, size_t len, size_t n, dlock__reply *replies);
- */
-#include "../src/rest.c"
+ * is EPROTO or ENOMEM; error_text always produces a terminated string. */
+#include "internal.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 static void check_reply(const dlock__reply *r, int depth) {
-    if (depth > MAX_DEPTH + 1) {
+    if (depth > DLOCK__REPLY_MAX_DEPTH) {
         abort();
     }
     if (r->type == DLOCK__REPLY_STR || r->type == DLOCK__REPLY_ERROR) {
@@ -37,19 +37,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     size_t n = 1 + data[0] % 4;
-    dlock__conn c;
-    memset(&c, 0, sizeof c);
-    c.body.data = malloc(size); /* exactly the body's bytes: an overread shows under ASan */
-    if (c.body.data == NULL) {
+    size_t len = size - 1;
+    char *body = malloc(len + 1); /* exactly the body's bytes: an overread shows under ASan */
+    if (body == NULL) {
         return 0;
     }
-    memcpy(c.body.data, data + 1, size - 1);
-    c.body.len = size - 1;
-    c.body.cap = size;
+    memcpy(body, data + 1, len);
 
     dlock__reply replies[4];
     memset(replies, 0, sizeof replies);
-    int rc = decode_ok_body(&c, n, replies);
+    int rc = dlock__rest_decode(body, len, n, replies);
     if (rc == DLOCK_OK) {
         for (size_t i = 0; i < n; i++) {
             check_reply(&replies[i], 0);
@@ -62,10 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     char text[256];
     memset(text, 'x', sizeof text);
-    (void)error_text(&c, text, sizeof text);
+    (void)dlock__rest_error_text(body, len, text, sizeof text);
     if (memchr(text, '\0', sizeof text) == NULL) {
         abort();
     }
-    free(c.body.data);
+    free(body);
     return 0;
 }

@@ -75,14 +75,26 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_EHTTP     -10 /* REST transport: an HTTP status other than 2xx/400/401 */
 #define DLOCK_ESTATE    -11 /* the call is not valid in the handle's current state */
 #define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
-#define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; nothing is held */
+#define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; the call holds nothing */
+
+/* ---- Limits --------------------------------------------------------------------------------- */
+
+/* The bounds the calls check (DLOCK_EINVAL beyond them), named once for callers and tools:
+ * the bytes in a lock or debounce id and in a token given to acquire or adopt (at least 1 each),
+ * and the longest lease, extension, delay or debounce wait (10^12 ms, about 31 years). */
+#define DLOCK_MAX_ID_LEN      65536
+#define DLOCK_MAX_TOKEN_LEN   512
+#define DLOCK_MAX_DURATION_MS ((int64_t)1000000000000)
+#define DLOCK_MAX_HOLDER_LEN  1024
 
 /* A static, human-readable name for a return code ("not acquired", "timed out", ...). Never
  * NULL; unknown codes give "unknown dlock code". Thread-safety: any thread. */
 DLOCK_API const char *dlock_strerror(int rc);
 
 /* The detailed message of the last failure of a dlock call made on the calling thread, e.g.
- * "127.0.0.1:6379: connection refused". Returns "" if no call on this thread has failed.
+ * "127.0.0.1:6379: connection refused". Returns "" if no call on this thread has failed. A
+ * successful call leaves "", and so does an outcome >= 0, except where its function says it
+ * explains one (an acquire on a handle that already holds the lock).
  * Ownership: the string belongs to the library (thread-local storage) and stays valid until the
  * next dlock call on the same thread. Thread-safety: each thread reads its own message. */
 DLOCK_API const char *dlock_errmsg(void);
@@ -105,6 +117,9 @@ typedef struct dlock_client_options {
     int tls_insecure;            /* 1 = do not verify the server certificate (tests only!) */
     int pool_size;               /* idle connections kept for reuse; 0 = 4 */
     const char *rest_token; /* Upstash REST token for https:// URLs; NULL = none. Never printed. */
+    const char *sentinel_username; /* redis-sentinel://: ACL user for the sentinels; NULL = none */
+    const char *sentinel_password; /* the sentinels' own password; NULL = none (the URL's and
+                                      username/password are the data nodes'). Never printed. */
     int quorum_timeout_ms;  /* Redlock (dlock_client_open_quorum) only: how long one request waits
                                for each server's reply; 0 = lease/20, clamped to 10..100 ms (so
                                100 ms for the default 10 s lease). Capped by command_timeout_ms. */
@@ -116,8 +131,21 @@ typedef struct dlock_client_options {
  *   unix:///path/to/redis.sock[?db=N]               unix domain socket
  *   https://host[:port][/base]                      Upstash REST API (token: rest_token)
  *   http://host[:port][/base]                       the same without TLS, for local gateways
+ *   redis-sentinel://[[user:]password@]host[:port][,host2[:port2]...][/db]#master-name
+ *   rediss-sentinel://...                           the same with TLS to sentinels and nodes
  * Credentials in the URL are percent-decoded; options->username/password override them. IPv6
  * hosts are written in brackets: redis://[::1]:6379.
+ * Redis Cluster: the URL of any node (master or replica) is enough; the client finds out at open
+ * (INFO cluster) and sends each command to the master of its id's slot, following slot
+ * migrations and failovers. Several seeds may be given for start-up, comma-separated:
+ * redis://h1:7000,h2:7000 (the first that answers is used; a host list is refused for a server
+ * that is not a cluster node).
+ * Sentinel: the hosts are sentinels (port 26379 by default), asked in turn for the master named
+ * after '#'; the answer is checked with ROLE, and asked again after a connection error or a
+ * READONLY reply from a demoted master. The URL's credentials are the data nodes';
+ * options->sentinel_username/sentinel_password are the sentinels'.
+ * After a failover (Cluster or Sentinel) a held lock may be lost: replication is asynchronous,
+ * so a write the old master acknowledged may never have reached the promoted replica.
  * The first connection (with TLS handshake, AUTH and SELECT) is made here, so a wrong address or
  * password fails at once. Further connections are made as threads need them.
  * Returns DLOCK_OK and sets *out, or an error (EINVAL, ECONNECT, ETIMEDOUT, EAUTH, ETLS, ...) and
@@ -130,6 +158,12 @@ DLOCK_API int dlock_client_open(dlock_client **out, const char *url,
  * with UPSTASH_REDIS_REST_TOKEN when the URL is set (options->rest_token, if given, wins), else
  * REDIS_URL, else redis://127.0.0.1:6379. Returns and ownership as dlock_client_open. */
 DLOCK_API int dlock_client_open_env(dlock_client **out, const dlock_client_options *options);
+
+/* The URL dlock_client_open_env would use: $UPSTASH_REDIS_REST_URL, else $REDIS_URL, else
+ * "redis://127.0.0.1:6379". *source (if source is not NULL) is set to "UPSTASH_REDIS_REST_URL",
+ * "REDIS_URL" or "the default". Ownership: points into the environment or a static string.
+ * Thread-safety: as getenv. */
+DLOCK_API const char *dlock_env_url(const char **source);
 
 /* A printable description of the server this client talks to ("redis://127.0.0.1:6379/0"),
  * without credentials. Ownership: the client's; valid until dlock_client_close. */
@@ -185,7 +219,9 @@ DLOCK_API void dlock_client_close(dlock_client *client);
  *   servers with appendonly yes and appendfsync always, or keep a restarted server out for
  *   longer than the longest lease.
  * - debounce (dlock_debounce_new) is refused with DLOCK_EINVAL: a debounce counter is not a
- *   lock and has no majority rule.
+ *   lock and has no majority rule. The lock option `holder` is not recorded on a Redlock, and
+ *   dlock_lock_inspect_details gives dlock_lock_inspect's majority view only (no holder text,
+ *   fencing_counter 0).
  * Mutual exclusion needs a majority of servers to keep the key for the lease and clocks whose
  * rates differ by less than the drift margin; Kleppmann's critique (pauses, clock jumps) applies
  * in full, so protect the resource with the fencing token.
@@ -232,6 +268,12 @@ typedef struct dlock_lock_options {
     void *userdata;             /* passed to on_lost */
     int64_t drift_ms; /* clock-drift margin for dlock_lock_validity_ms; 0 = 2 + lease/100 */
     dlock_lock_renew_error_fn on_renew_error; /* auto-renew: a retried failure; may be NULL */
+    const char *holder; /* who holds it, for operators (e.g. "host=a pid=1 cmd=backup"): after each
+                           acquire it is recorded beside the lock, in "{ID}:holder", for as long
+                           as the lease, and dlock_lock_inspect_details shows it while this hold
+                           lasts; at most DLOCK_MAX_HOLDER_LEN bytes; NULL = nothing recorded.
+                           Best effort: failing to record it never fails a lock call. The lock
+                           key itself is unchanged, as @upstash/lock expects. */
 } dlock_lock_options;
 
 typedef struct dlock_acquire_options {
@@ -239,7 +281,8 @@ typedef struct dlock_acquire_options {
     int attempts;      /* 0 = the lock's attempts */
     int64_t delay_ms;  /* 0 = the lock's delay_ms; -1 = no pause */
     const char *token; /* value to store instead of a random UUID (the seed's `uuid`); NULL or ""
-                          = a fresh random UUID v4. At most 512 bytes, any bytes but NUL. */
+                          = a fresh random UUID v4. At most DLOCK_MAX_TOKEN_LEN bytes, any
+                          bytes but NUL. */
     int64_t wait_ms;   /* > 0: instead of attempts/delay, keep trying until this much time has
                           passed. The handle queues itself and a dlock release hands the lock
                           straight to the first live waiter (wake-on-release, FIFO); holders that
@@ -254,8 +297,8 @@ typedef struct dlock_acquire_options {
 typedef enum dlock_state { DLOCK_FREE = 0, DLOCK_ACQUIRED = 1 } dlock_state;
 
 /* Makes a lock handle for `id` on `client`. Nothing is sent to Redis. The id is the Redis key,
- * exactly: any bytes but NUL, 1 to 65536 bytes (Redis keys are binary-safe; spaces, quotes,
- * newlines and UTF-8 are fine).
+ * exactly: any bytes but NUL, 1 to DLOCK_MAX_ID_LEN bytes (Redis keys are binary-safe; spaces,
+ * quotes, newlines and UTF-8 are fine).
  * Returns DLOCK_OK, or DLOCK_EINVAL (NULL out/client/id, empty or over-long id, lease <= 0,
  * attempts < 1, delay < -1), DLOCK_ENOMEM. *out is NULL on failure.
  * Ownership: free with dlock_lock_free before closing the client. */
@@ -292,11 +335,16 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
  * not retried until wait_ms), so "Redis is down" is never mistaken for "still waiting".
  * Returns DLOCK_OK (held: dlock_lock_token gives the token), DLOCK_NOT_ACQUIRED (someone else
  * holds it after all attempts), or an error (EINVAL for bad options, EIO, ETIMEDOUT, ...).
+ * On a handle that still holds the lock it returns DLOCK_NOT_ACQUIRED at once, as the seed's
+ * second acquire fails, and dlock_errmsg() says "this handle already holds the lock" (one GET
+ * finds that out; a blocking acquire does not wait for itself).
  * A failed acquire leaves a token the handle already held untouched.
  * Every path that ends a blocking acquire without the lock (deadline, error, cancel) leaves the
  * wait queue in the same call, or, when Redis cannot be reached to leave it, closes the
  * subscription so that no release hands the lock to it.
- * Returns DLOCK_ECANCELED when dlock_lock_cancel stopped it (nothing is held then).
+ * Returns DLOCK_ECANCELED when dlock_lock_cancel stopped it: the handle holds nothing; if Redis
+ * could not be reached to leave the queue, the message says so, and a lock handed to the call
+ * in that moment expires with its lease.
  * Thread-safety: one thread at a time per handle. */
 DLOCK_API int dlock_lock_acquire(dlock_lock *lock, const dlock_acquire_options *options);
 
@@ -331,9 +379,18 @@ DLOCK_API int dlock_lock_status(dlock_lock *lock, dlock_state *out);
 
 /* Makes the handle hold `token` without a round trip, for a process that continues a hold
  * another process started (e.g. `dlock release ID TOKEN`). Fencing token and validity are unknown
- * (0) until the next extend. Returns DLOCK_OK, DLOCK_EINVAL (NULL, empty or > 512 bytes),
- * DLOCK_ESTATE (the handle auto-renews a hold of its own), DLOCK_ENOMEM. */
+ * (0) until the next extend. Returns DLOCK_OK, DLOCK_EINVAL (NULL, empty or over
+ * DLOCK_MAX_TOKEN_LEN bytes), DLOCK_ESTATE (the handle auto-renews a hold of its own),
+ * DLOCK_ENOMEM. */
 DLOCK_API int dlock_lock_adopt(dlock_lock *lock, const char *token);
+
+#define DLOCK_UUID_LEN 36
+
+/* Writes a fresh random UUID v4 (lowercase, NUL-terminated; from the OS CSPRNG, getrandom): the
+ * kind of token acquire makes when none is given, for a caller that must know the token before
+ * acquire returns (to release it from another handle, say). Returns DLOCK_OK, DLOCK_EINVAL
+ * (NULL), DLOCK_ESYS. Thread-safety: any thread. */
+DLOCK_API int dlock_token_uuid(char out[DLOCK_UUID_LEN + 1]);
 
 /* The lock's id. Ownership: the handle's, valid until dlock_lock_free. Never NULL for a valid
  * handle; NULL for a NULL handle. */
@@ -375,6 +432,22 @@ typedef struct dlock_lock_info {
  * Returns DLOCK_OK with *out filled, or an error. Thread-safety: any thread. */
 DLOCK_API int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,
                                  dlock_lock_info *out);
+
+/* More of what Redis holds under a lock id, for tools: the lock as dlock_lock_inspect reads it,
+ * the holder's own description (lock option `holder`) and the fencing counter. */
+typedef struct dlock_lock_details {
+    dlock_lock_info info;
+    char holder[DLOCK_MAX_HOLDER_LEN + 1]; /* "" if the current holder recorded nothing */
+    int64_t fencing_counter;               /* the id's counter ("{ID}:fence"); 0 if none */
+} dlock_lock_details;
+
+/* Reads, atomically (one round trip), the lock's value and lease, the holder record when it
+ * names the token that holds the lock now (a record left by an earlier holder is not shown), and
+ * the fencing counter. Ids with no Cluster slot for sibling keys give the lock alone.
+ * Returns DLOCK_OK with *out filled, or an error (EINVAL for NULL or a bad id).
+ * Thread-safety: any thread. */
+DLOCK_API int dlock_lock_inspect_details(dlock_client *client, const char *id,
+                                         dlock_lock_details *out);
 
 /* ---- Debounce -------------------------------------------------------------------------------- */
 

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Installs what dlock needs to build, test, run the demo and benchmarks on Debian 12.
+# Installs what dlock needs to build, test, package (make deb), run the demo and benchmarks on
+# Debian 12.
 # Safe to run again: it only installs what is missing. Needs root (or sudo).
 set -eu
 
 PACKAGES="build-essential cmake pkg-config clang-format
 libhiredis-dev libssl-dev libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
 redis-server redis-tools openssl valgrind clang libclang-rt-14-dev gnuplot-nox python3
-ca-certificates man-db groff-base"
+ca-certificates man-db groff-base debhelper dpkg-dev"
 
 missing=""
 for p in $PACKAGES; do

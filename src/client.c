@@ -1,6 +1,6 @@
-/* The client: parsed settings plus a small pool of connections. Each call borrows a connection
- * for its round trip, so any number of threads can share one client without waiting on each
- * other's replies; idle connections (at most pool_size) are kept for reuse. */
+/* The client: parsed settings, and the routing of each command to a server: the one server of
+ * the URL (a pool of connections, pool.c), or on a Redis Cluster the master of the command's
+ * slot (cluster.c). The URL's server says which it is at open. */
 #include "fmacros.h"
 
 #include "internal.h"
@@ -28,14 +28,12 @@ static void free_secret(char *s) {
 }
 
 static void config_free(dlock__config *cfg) {
-    dlock__tls_ctx_free(cfg);
-#ifdef DLOCK_HAVE_REST
-    dlock__rest_shared_free(cfg);
-#endif
     dlock__url_free(&cfg->url);
     free(cfg->username);
     free_secret(cfg->password);
     free_secret(cfg->rest_token);
+    free(cfg->sentinel_username);
+    free_secret(cfg->sentinel_password);
     free(cfg->tls_ca_file);
     free(cfg->tls_ca_dir);
     free(cfg->tls_cert_file);
@@ -50,6 +48,41 @@ static int check_timeout(int v, const char *name) {
         return dlock__err(DLOCK_EINVAL, "option %s must be >= 0 (0 = default), got %d", name, v);
     }
     return DLOCK_OK;
+}
+
+static void add_host(char *buf, size_t size, const char *host, int port) {
+    size_t n = strlen(buf);
+    snprintf(buf + n, size - n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+/* "redis://host:port/db", with a host list and the master's name for sentinels; no secrets. */
+static void make_display(const dlock__url *u, char *buf, size_t size) {
+    int tls = u->scheme == DLOCK__SCHEME_REDISS;
+    switch (u->scheme) {
+    case DLOCK__SCHEME_UNIX:
+        snprintf(buf, size, "unix://%s", u->path);
+        break;
+    case DLOCK__SCHEME_HTTP:
+    case DLOCK__SCHEME_HTTPS:
+        snprintf(buf, size, "%s", u->path);
+        return;
+    default:
+        snprintf(buf, size, "%s%s://", tls ? "rediss" : "redis", u->sentinel ? "-sentinel" : "");
+        add_host(buf, size, u->host, u->port);
+        for (size_t i = 0; i < u->nextra; i++) {
+            size_t n = strlen(buf);
+            snprintf(buf + n, size - n, ",");
+            add_host(buf, size, u->extra[i].host, u->extra[i].port);
+        }
+    }
+    size_t n = strlen(buf);
+    if (u->db != 0) {
+        snprintf(buf + n, size - n, "/%d", u->db);
+        n = strlen(buf);
+    }
+    if (u->sentinel) {
+        snprintf(buf + n, size - n, "#%.100s", u->master_name);
+    }
 }
 
 static int config_init(dlock__config *cfg, const char *url, const dlock_client_options *o) {
@@ -83,25 +116,12 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
     cfg->tls_key_file = dup_opt(o->tls_key_file, &oom);
     cfg->tls_server_name = dup_opt(o->tls_server_name, &oom);
     cfg->rest_token = dup_opt(o->rest_token, &oom);
+    cfg->sentinel_username = dup_opt(o->sentinel_username, &oom);
+    cfg->sentinel_password = dup_opt(o->sentinel_password, &oom);
 
     const dlock__url *u = &cfg->url;
     char display[600];
-    switch (u->scheme) {
-    case DLOCK__SCHEME_UNIX:
-        snprintf(display, sizeof display, "unix://%s", u->path);
-        break;
-    case DLOCK__SCHEME_HTTP:
-    case DLOCK__SCHEME_HTTPS:
-        snprintf(display, sizeof display, "%s", u->path);
-        break;
-    default:
-        snprintf(display, sizeof display, strchr(u->host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
-                 u->scheme == DLOCK__SCHEME_REDISS ? "rediss" : "redis", u->host, u->port);
-    }
-    if (u->db != 0 && u->scheme != DLOCK__SCHEME_HTTP && u->scheme != DLOCK__SCHEME_HTTPS) {
-        size_t n = strlen(display);
-        snprintf(display + n, sizeof display - n, "/%d", u->db);
-    }
+    make_display(u, display, sizeof display);
     cfg->display = dup_opt(display, &oom);
     if (oom) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
@@ -112,12 +132,72 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
                           "%s: the Upstash REST transport (http:// and https:// URLs) is not "
                           "available in this build; use redis://, rediss:// or unix://",
                           cfg->display);
-#else
-        return dlock__rest_shared_new(cfg); /* libcurl does TLS for REST: no SSL_CTX of ours */
 #endif
     }
-    if (u->scheme == DLOCK__SCHEME_REDISS && (rc = dlock__tls_ctx_new(cfg)) != DLOCK_OK) {
-        return dlock__err_prefix(rc, "%s", cfg->display);
+    return DLOCK_OK;
+}
+
+static int probe_cluster(dlock_client *c, int *yes) {
+    *yes = 0;
+    if (c->tp != &dlock__resp_transport || c->cfg.url.scheme == DLOCK__SCHEME_UNIX) {
+        return DLOCK_OK;
+    }
+    const char *argv[] = {"INFO", "cluster"};
+    size_t lens[] = {4, 7};
+    dlock__cmd cmd = {2, argv, lens};
+    dlock__reply r;
+    int sent;
+    int rc = dlock__node_exec(c->node, &cmd, 1, &r, dlock__deadline_in(c->cfg.command_timeout_ms),
+                              &sent);
+    if (rc == DLOCK_OK) {
+        *yes = r.type == DLOCK__REPLY_STR && strstr(r.str, "cluster_enabled:1") != NULL;
+        dlock__reply_clear(&r);
+    }
+    return rc;
+}
+
+/* Connects once now, so a wrong address, certificate or password is reported here; then finds
+ * out whether this is a cluster and, if so, reads its slot map. */
+static int client_connect(dlock_client *c, int pool_size) {
+    const dlock__url *u = &c->cfg.url;
+    if (u->sentinel) {
+        return dlock__sentinel_new(&c->cfg, c->tp, pool_size, &c->sentinel);
+    }
+    /* The seeds in turn, until one answers. */
+    int rc = DLOCK_ECONNECT;
+    for (size_t i = 0; i <= u->nextra && c->node == NULL; i++) {
+        const char *host = i > 0 ? u->extra[i - 1].host : NULL;
+        int port = i > 0 ? u->extra[i - 1].port : 0;
+        dlock__conn *conn;
+        if ((rc = dlock__node_new(&c->cfg, c->tp, pool_size, host, port, &c->node)) != DLOCK_OK) {
+            return rc;
+        }
+        if ((rc = dlock__node_connect(c->node, &conn)) != DLOCK_OK) {
+            dlock__node_free(c->node);
+            c->node = NULL;
+            continue;
+        }
+        dlock__node_give_back(c->node, conn);
+    }
+    if (c->node == NULL) {
+        return u->nextra > 0 ? dlock__err_prefix(rc, "no seed answered; the last") : rc;
+    }
+    int cluster;
+    if ((rc = probe_cluster(c, &cluster)) != DLOCK_OK) {
+        return rc;
+    }
+    if (!cluster && u->nextra > 0) {
+        return dlock__err(DLOCK_EINVAL,
+                          "%s: several hosts are seeds of a Redis Cluster, but %s is not a "
+                          "cluster node (for Sentinel use redis-sentinel://)",
+                          c->cfg.display, dlock__node_display(c->node));
+    }
+    if (cluster) {
+        if ((rc = dlock__cluster_new(&c->cfg, c->tp, pool_size, c->node, &c->cluster)) !=
+            DLOCK_OK) {
+            return rc;
+        }
+        c->node = NULL; /* the cluster owns it now */
     }
     return DLOCK_OK;
 }
@@ -132,41 +212,52 @@ int dlock_client_open(dlock_client **out, const char *url, const dlock_client_op
     if (c == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    int rc = config_init(&c->cfg, url, options);
-    if (rc != DLOCK_OK) {
-        config_free(&c->cfg);
-        free(c);
-        return rc;
-    }
     c->tp = &dlock__resp_transport;
+    int rc = config_init(&c->cfg, url, options);
 #ifdef DLOCK_HAVE_REST
     if (c->cfg.url.scheme == DLOCK__SCHEME_HTTP || c->cfg.url.scheme == DLOCK__SCHEME_HTTPS) {
         c->tp = &dlock__rest_transport;
     }
 #endif
-    c->pool_size =
-        options != NULL && options->pool_size > 0 ? options->pool_size : DLOCK__DEFAULT_POOL_SIZE;
-    c->idle = calloc((size_t)c->pool_size, sizeof *c->idle);
-    if (c->idle == NULL) {
+    if (rc == DLOCK_OK && (rc = c->tp->init(&c->cfg, &c->cfg.tp_state)) != DLOCK_OK) {
+        dlock__err_prefix(rc, "%s", c->cfg.display);
+    }
+    if (rc != DLOCK_OK) {
+        c->tp->fini(c->cfg.tp_state);
         config_free(&c->cfg);
         free(c);
-        return dlock__err(DLOCK_ENOMEM, "out of memory");
+        return rc;
     }
-    pthread_mutex_init(&c->mu, NULL);
-    /* Connect once now, so a wrong address, certificate or password is reported here. */
-    dlock__conn *conn;
-    if ((rc = c->tp->connect(&c->cfg, &conn)) != DLOCK_OK) {
+    int pool_size =
+        options != NULL && options->pool_size > 0 ? options->pool_size : DLOCK__DEFAULT_POOL_SIZE;
+    if ((rc = client_connect(c, pool_size)) != DLOCK_OK) {
         dlock_client_close(c);
         return rc;
     }
-    c->idle[c->nidle++] = conn;
     *out = c;
     return DLOCK_OK;
 }
 
+const char *dlock_env_url(const char **source) {
+    static const char *const vars[] = {"UPSTASH_REDIS_REST_URL", "REDIS_URL"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v != NULL && v[0] != '\0') {
+            if (source != NULL) {
+                *source = vars[i];
+            }
+            return v;
+        }
+    }
+    if (source != NULL) {
+        *source = "the default";
+    }
+    return "redis://127.0.0.1:6379";
+}
+
 int dlock_client_open_env(dlock_client **out, const dlock_client_options *options) {
-    const char *rest = getenv("UPSTASH_REDIS_REST_URL");
-    if (rest != NULL && rest[0] != '\0') {
+    const char *source, *url = dlock_env_url(&source);
+    if (strcmp(source, "UPSTASH_REDIS_REST_URL") == 0) {
         dlock_client_options o = {0};
         if (options != NULL) {
             o = *options;
@@ -174,11 +265,7 @@ int dlock_client_open_env(dlock_client **out, const dlock_client_options *option
         if (o.rest_token == NULL) {
             o.rest_token = getenv("UPSTASH_REDIS_REST_TOKEN");
         }
-        return dlock_client_open(out, rest, &o);
-    }
-    const char *url = getenv("REDIS_URL");
-    if (url == NULL || url[0] == '\0') {
-        url = "redis://127.0.0.1:6379";
+        return dlock_client_open(out, url, &o);
     }
     return dlock_client_open(out, url, options);
 }
@@ -192,71 +279,39 @@ void dlock_client_close(dlock_client *c) {
         return;
     }
     dlock__quorum_free(c->quorum); /* Redlock: the member clients (NULL for one server) */
-    for (int i = 0; i < c->nidle; i++) {
-        c->tp->close(c->idle[i]);
+    dlock__cluster_free(c->cluster);
+    dlock__sentinel_free(c->sentinel);
+    dlock__node_free(c->node);
+    if (c->tp != NULL) { /* a Redlock client has no transport of its own */
+        c->tp->fini(c->cfg.tp_state);
     }
-    free(c->idle);
-    pthread_mutex_destroy(&c->mu);
     config_free(&c->cfg);
     free(c);
 }
 
-/* Takes an idle connection that still looks healthy, or opens a new one. */
-static int borrow(dlock_client *c, dlock__conn **out) {
-    for (;;) {
-        dlock__conn *conn = NULL;
-        pthread_mutex_lock(&c->mu);
-        if (c->nidle > 0) {
-            conn = c->idle[--c->nidle];
-        }
-        pthread_mutex_unlock(&c->mu);
-        if (conn == NULL) {
-            return c->tp->connect(&c->cfg, out);
-        }
-        if (c->tp->alive(conn)) {
-            *out = conn;
-            return DLOCK_OK;
-        }
-        c->tp->close(conn);
-    }
-}
-
-static void give_back(dlock_client *c, dlock__conn *conn) {
-    pthread_mutex_lock(&c->mu);
-    if (c->nidle < c->pool_size) {
-        c->idle[c->nidle++] = conn;
-        conn = NULL;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (conn != NULL) {
-        c->tp->close(conn);
-    }
-}
-
-int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
-                       int *sent) {
+int dlock__client_exec_key(dlock_client *c, int key, const dlock__cmd *cmds, size_t n,
+                           dlock__reply *replies, int *sent) {
     int dummy;
     if (sent == NULL) {
         sent = &dummy;
     }
-    *sent = 0;
-    dlock__conn *conn;
-    int rc = borrow(c, &conn);
-    if (rc != DLOCK_OK) {
-        return rc; /* connect already named the server */
+    int64_t deadline = dlock__deadline_in(c->cfg.command_timeout_ms);
+    if (c->cluster != NULL) {
+        return dlock__cluster_exec(c->cluster, key, cmds, n, replies, deadline, sent);
     }
-    rc = c->tp->exec(conn, cmds, n, replies, dlock__deadline_in(c->cfg.command_timeout_ms), sent);
-    if (rc != DLOCK_OK) {
-        /* The stream position is unknown after a failure: never reuse this connection. */
-        c->tp->close(conn);
-        if (rc == DLOCK_ETIMEDOUT) {
-            return dlock__err(rc, "%s: no reply within command_timeout_ms (%d ms)", c->cfg.display,
-                              c->cfg.command_timeout_ms);
-        }
-        return dlock__err_prefix(rc, "%s", c->cfg.display);
+    if (c->sentinel != NULL) {
+        return dlock__sentinel_exec(c->sentinel, cmds, n, replies, deadline, sent);
     }
-    give_back(c, conn);
-    return DLOCK_OK;
+    return dlock__node_exec(c->node, cmds, n, replies, deadline, sent);
+}
+
+dlock__node *dlock__client_node(dlock_client *c) {
+    return c->sentinel != NULL ? dlock__sentinel_master(c->sentinel) : c->node;
+}
+
+int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
+                       int *sent) {
+    return dlock__client_exec_key(c, 0, cmds, n, replies, sent);
 }
 
 int dlock__client_call(dlock_client *c, int argc, const char **argv, const size_t *lens,
@@ -267,10 +322,8 @@ int dlock__client_call(dlock_client *c, int argc, const char **argv, const size_
 
 int dlock__reply_error(const dlock_client *c, const dlock__reply *r, const char *what) {
     if (r->type == DLOCK__REPLY_ERROR) {
-        int rc = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "NOPERM", 6) == 0
-                     ? DLOCK_EAUTH
-                     : DLOCK_ESERVER;
-        return dlock__err(rc, "%s: %s: Redis replied: %s", c->cfg.display, what, r->str);
+        return dlock__err(dlock__reply_error_rc(r), "%s: %s: Redis replied: %s", c->cfg.display,
+                          what, r->str);
     }
     return dlock__err(DLOCK_EPROTO, "%s: %s: unexpected reply type %d", c->cfg.display, what,
                       (int)r->type);

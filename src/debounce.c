@@ -78,7 +78,7 @@ int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *i
     if (o->callback == NULL) {
         return dlock__err(DLOCK_EINVAL, "dlock_debounce_new: options.callback is NULL");
     }
-    if (o->wait_ms < 0 || o->wait_ms > (int64_t)1000000000000) {
+    if (o->wait_ms < 0 || o->wait_ms > DLOCK_MAX_DURATION_MS) {
         return dlock__err(DLOCK_EINVAL,
                           "dlock_debounce_new: wait_ms must be from 0 to 10^12, "
                           "got %lld",

@@ -17,9 +17,9 @@
 #define DLOCK__DEFAULT_ATTEMPTS           3
 #define DLOCK__DEFAULT_DELAY_MS           100
 #define DLOCK__DEFAULT_WAIT_MS            1000
-#define DLOCK__MAX_ID_LEN                 65536
-#define DLOCK__MAX_TOKEN_LEN              512
-#define DLOCK__UUID_LEN                   36
+#define DLOCK__MAX_ID_LEN                 DLOCK_MAX_ID_LEN
+#define DLOCK__MAX_TOKEN_LEN              DLOCK_MAX_TOKEN_LEN
+#define DLOCK__UUID_LEN                   DLOCK_UUID_LEN
 
 /* ---- error.c: the thread-local detail message ---- */
 
@@ -86,14 +86,23 @@ typedef enum dlock__scheme {
     DLOCK__SCHEME_HTTPS,
 } dlock__scheme;
 
+typedef struct dlock__hostport {
+    char *host;
+    int port;
+} dlock__hostport;
+
 typedef struct dlock__url {
-    dlock__scheme scheme;
-    char *host;     /* without brackets; NULL for unix */
-    int port;       /* 0 for unix */
-    char *path;     /* unix socket path; for http(s) the whole URL without credentials */
-    int db;         /* SELECT db; 0 = none */
-    char *username; /* percent-decoded; NULL if absent */
-    char *password; /* percent-decoded; NULL if absent */
+    dlock__scheme scheme;   /* REDIS or REDISS for the sentinel schemes too (TLS or not) */
+    char *host;             /* without brackets; NULL for unix */
+    int port;               /* 0 for unix */
+    dlock__hostport *extra; /* the rest of a host list "h1:p1,h2:p2,..." (seeds, sentinels) */
+    size_t nextra;
+    int sentinel;      /* redis-sentinel:// or rediss-sentinel://: the hosts are sentinels */
+    char *master_name; /* sentinel: the #fragment, percent-decoded */
+    char *path;        /* unix socket path; for http(s) the whole URL without credentials */
+    int db;            /* SELECT db; 0 = none */
+    char *username;    /* percent-decoded; NULL if absent */
+    char *password;    /* percent-decoded; NULL if absent */
 } dlock__url;
 
 /* Parses `text`. Returns DLOCK_OK, EINVAL (with a message that never contains the password) or
@@ -101,7 +110,14 @@ typedef struct dlock__url {
 int dlock__url_parse(const char *text, dlock__url *out);
 void dlock__url_free(dlock__url *u);
 
-/* ---- replies: the transport-neutral form of a Redis reply ---- */
+/* ---- reply.c: the transport-neutral form of a Redis reply, and its one builder ---- */
+
+/* Limits every transport applies to a reply, checked in one place (dlock__reply_array). No
+ * reply dlock asks for nests deeper than CLUSTER SLOTS (3 levels) or has more elements than
+ * CLUSTER SLOTS on a map fragmented into single slots; larger ones are refused before anything
+ * is allocated for them, so a broken or hostile peer's "*2147483647" costs nothing. */
+#define DLOCK__REPLY_MAX_DEPTH    8     /* arrays nested in arrays (hiredis 0.14 stops at 8 too) */
+#define DLOCK__REPLY_MAX_ELEMENTS 16384 /* elements of one array */
 
 typedef enum dlock__reply_type {
     DLOCK__REPLY_NIL = 0,
@@ -122,6 +138,32 @@ typedef struct dlock__reply {
 
 /* Frees what *r owns and zeroes it (r itself is the caller's). */
 void dlock__reply_clear(dlock__reply *r);
+/* The builder. Each overwrites *r (which owns nothing yet) and returns DLOCK_OK, ENOMEM or (for
+ * arrays past the limits above) EPROTO, with a message; on failure *r is still safe to clear. */
+void dlock__reply_int(dlock__reply *r, long long v);
+/* A string or error of len bytes copied from s, NUL-terminated; s == NULL leaves the bytes for
+ * the caller to write into r->str. */
+int dlock__reply_str(dlock__reply *r, dlock__reply_type type, const char *s, size_t len);
+/* An array of n NIL elements at nesting `depth` (0 = the reply itself), to be filled in. */
+int dlock__reply_array(dlock__reply *r, size_t n, int depth);
+
+/* What an error reply means to the library: the one classifier of Redis's error texts. */
+typedef enum dlock__srv_err {
+    DLOCK__SRV_NONE = 0,    /* not an error reply */
+    DLOCK__SRV_OTHER,       /* any other error: DLOCK_ESERVER with Redis's text */
+    DLOCK__SRV_AUTH,        /* WRONGPASS, NOAUTH, NOPERM and older wordings: DLOCK_EAUTH */
+    DLOCK__SRV_NOSCRIPT,    /* EVALSHA of a script the server does not have */
+    DLOCK__SRV_MOVED,       /* cluster: the slot lives on another node ("MOVED slot host:port") */
+    DLOCK__SRV_ASK,         /* cluster: ask that node once, after ASKING ("ASK slot host:port") */
+    DLOCK__SRV_TRYAGAIN,    /* cluster: multi-key command during a migration */
+    DLOCK__SRV_CLUSTERDOWN, /* cluster: down, or the slot is not served */
+    DLOCK__SRV_READONLY,    /* a replica, or a demoted master (READONLY, UNBLOCKED) */
+    DLOCK__SRV_LOADING,     /* the server is loading its data set */
+} dlock__srv_err;
+
+dlock__srv_err dlock__reply_error_kind(const dlock__reply *r);
+/* DLOCK_EAUTH for a credential error reply, else DLOCK_ESERVER. */
+int dlock__reply_error_rc(const dlock__reply *r);
 
 /* One command: argc arguments with explicit lengths (binary-safe). */
 typedef struct dlock__cmd {
@@ -139,10 +181,10 @@ typedef struct dlock__config {
     char *username, *password; /* effective credentials (options override URL) */
     char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
     int tls_insecure;
-    char *rest_token;                       /* Upstash REST bearer token; never printed */
-    struct dlock__rest_shared *rest_shared; /* REST: state all connections share (rest.c) */
-    void *tls_ctx; /* SSL_CTX *, made once per client by dlock__tls_ctx_new */
-    char *display; /* "redis://host:port/db", no secrets; used as the message prefix */
+    char *rest_token;                            /* Upstash REST bearer token; never printed */
+    char *sentinel_username, *sentinel_password; /* for the sentinels only; never printed */
+    char *display;  /* "redis://host:port/db", no secrets; used as the message prefix */
+    void *tp_state; /* the transport's own per-client state (its init hook); opaque here */
 } dlock__config;
 
 /* ---- transport.h-style table: how a connection talks to its server ---- */
@@ -151,7 +193,13 @@ typedef struct dlock__conn dlock__conn;
 
 typedef struct dlock__transport {
     const char *name;
-    /* Opens one connection, authenticated and ready, within cfg->connect_timeout_ms. */
+    /* Makes what all connections of one client share (RESP: the SSL_CTX of rediss://; REST: the
+     * read-your-writes token) into *state, which the client keeps in cfg->tp_state for connect;
+     * fini frees it. The client calls init once, after filling cfg, and fini at close. */
+    int (*init)(const dlock__config *cfg, void **state);
+    void (*fini)(void *state);
+    /* Opens one connection to cfg's address, authenticated and ready, within
+     * cfg->connect_timeout_ms. */
     int (*connect)(const dlock__config *cfg, dlock__conn **out);
     /* Sends n commands (pipelined) and reads n replies into replies[0..n-1], all before the
      * monotonic deadline_ms. Redis error replies are DLOCK__REPLY_ERROR, not failures. Returns
@@ -170,47 +218,125 @@ typedef struct dlock__transport {
 extern const dlock__transport dlock__resp_transport;
 #ifdef DLOCK_HAVE_REST
 extern const dlock__transport dlock__rest_transport; /* rest.c: Upstash REST over libcurl */
-typedef struct dlock__rest_shared dlock__rest_shared;
-/* Makes / frees cfg->rest_shared, the read-your-writes token of one client. */
-int dlock__rest_shared_new(dlock__config *cfg);
-void dlock__rest_shared_free(dlock__config *cfg);
+/* The REST reply decoder, exposed for the fuzz target: `body` (len bytes) of a 2xx response to
+ * n commands into replies[0..n-1]. Returns DLOCK_OK, EPROTO or ENOMEM (replies then cleared
+ * by the caller as after exec). */
+int dlock__rest_decode(const char *body, size_t len, size_t n, dlock__reply *replies);
+/* The explanation in the body of a failed request, into out (always terminated). Returns 1 if it
+ * was a proper {"error": "..."} envelope. */
+int dlock__rest_error_text(const char *body, size_t len, char *out, size_t size);
 #endif
 
 /* ---- tls.c ---- */
 
-/* Builds the client's SSL_CTX from cfg (CA, client cert, verification) into cfg->tls_ctx. */
-int dlock__tls_ctx_new(dlock__config *cfg);
-void dlock__tls_ctx_free(dlock__config *cfg);
-/* Runs the TLS handshake on connected socket fd before deadline_ms; *out is an SSL *. */
-int dlock__tls_handshake(const dlock__config *cfg, int fd, int64_t deadline_ms, void **out);
+/* Builds an SSL_CTX from cfg (CA, client cert, verification) into *out. */
+int dlock__tls_ctx_new(const dlock__config *cfg, void **out);
+void dlock__tls_ctx_free(void *ctx);
+/* Runs the TLS handshake (SSL_CTX ctx) on connected socket fd before deadline_ms; *out is an
+ * SSL *. */
+int dlock__tls_handshake(const dlock__config *cfg, void *ctx, int fd, int64_t deadline_ms,
+                         void **out);
 /* Appends OpenSSL's queued error text to buf (for messages). */
 void dlock__tls_error_text(char *buf, size_t size);
 
-/* ---- client.c ---- */
+/* ---- pool.c: one server and its idle connections ---- */
+
+typedef struct dlock__node dlock__node;
+
+/* A node for base's server (host NULL: base is used as it is) or for host:port with base's
+ * credentials, db, TLS settings and transport state. base must outlive the node. It connects
+ * only when first used. */
+int dlock__node_new(const dlock__config *base, const dlock__transport *tp, int pool_size,
+                    const char *host, int port, dlock__node **out);
+void dlock__node_free(dlock__node *n);
+const char *dlock__node_host(const dlock__node *n);
+int dlock__node_port(const dlock__node *n);
+const char *dlock__node_display(const dlock__node *n);
+/* Runs count pipelined commands on a pooled connection before deadline. On failure the
+ * connection is dropped and the message names the node. Thread-safe. */
+int dlock__node_exec(dlock__node *n, const dlock__cmd *cmds, size_t count, dlock__reply *replies,
+                     int64_t deadline, int *sent);
+/* A new connection of the node's own, outside the pool (for a subscription). */
+int dlock__node_connect(dlock__node *n, dlock__conn **out);
+/* Puts a healthy connection back into the pool (or closes it if the pool is full). */
+void dlock__node_give_back(dlock__node *n, dlock__conn *conn);
+
+/* ---- cluster.c: Redis Cluster routing ---- */
+
+typedef struct dlock__cluster dlock__cluster;
+
+/* The hash slot (0..16383) of a key: CRC16 of its hash tag ({...}) if it has one, else of all. */
+unsigned dlock__key_slot(const char *key, size_t len);
+/* The index of the argument of c that routes it (see dlock__client_exec_key), -1 if none. */
+int dlock__cmd_key(const dlock__cmd *c);
+/* Reads the slot map through seed (which the cluster then owns, on success only). */
+int dlock__cluster_new(const dlock__config *cfg, const dlock__transport *tp, int pool_size,
+                       dlock__node *seed, dlock__cluster **out);
+void dlock__cluster_free(dlock__cluster *cl);
+/* Runs the commands (all in one slot) on the master of the slot of argument `key` of cmds[0] (0:
+ * dlock__cmd_key decides; -1: any master), following MOVED, ASK and TRYAGAIN before deadline. */
+int dlock__cluster_exec(dlock__cluster *cl, int key, const dlock__cmd *cmds, size_t n,
+                        dlock__reply *replies, int64_t deadline, int *sent);
+/* The master of slot by the current map (any master for -1); NULL if none is known. */
+dlock__node *dlock__cluster_node_for(dlock__cluster *cl, int slot);
+/* The node a MOVED or ASK error reply names (a MOVED also updates the map); NULL if unusable. */
+dlock__node *dlock__cluster_follow(dlock__cluster *cl, const dlock__reply *redirect,
+                                   const dlock__node *from);
+/* Re-reads the slot map unless that was done moments ago. */
+void dlock__cluster_refresh(dlock__cluster *cl, int64_t deadline);
+
+/* ---- sentinel.c: the master of a Sentinel group ---- */
+
+typedef struct dlock__sentinel dlock__sentinel;
+
+/* Asks cfg's sentinels (url.host and url.extra) for the master named url.master_name and
+ * confirms it with ROLE, within the connect deadline. */
+int dlock__sentinel_new(const dlock__config *cfg, const dlock__transport *tp, int pool_size,
+                        dlock__sentinel **out);
+void dlock__sentinel_free(dlock__sentinel *s);
+/* The current master (never NULL after a successful dlock__sentinel_new). */
+dlock__node *dlock__sentinel_master(dlock__sentinel *s);
+/* Runs the commands on the master, asking the sentinels again after a connection error or a
+ * READONLY / UNBLOCKED reply, and resending what cannot have run, before deadline. */
+int dlock__sentinel_exec(dlock__sentinel *s, const dlock__cmd *cmds, size_t n,
+                         dlock__reply *replies, int64_t deadline, int *sent);
+
+/* ---- client.c: the client, which routes each command to a node ---- */
 
 typedef struct dlock__quorum dlock__quorum;
 
 struct dlock_client {
     dlock__config cfg;
     const dlock__transport *tp;
-    pthread_mutex_t mu; /* guards idle[] */
-    dlock__conn **idle;
-    int nidle, pool_size;
-    dlock__quorum *quorum; /* Redlock (quorum.c): the members; NULL for one server */
+    dlock__node *node;         /* the one server, when neither of the below */
+    dlock__cluster *cluster;   /* when the URL named a node of a Redis Cluster */
+    dlock__sentinel *sentinel; /* for redis-sentinel:// URLs */
+    dlock__quorum *quorum;     /* Redlock (quorum.c): the members; NULL for one server */
 };
 
 /* quorum.c: stops the members' workers and closes them (dlock_client_close of a quorum). */
 void dlock__quorum_free(dlock__quorum *q);
 
-/* Runs n pipelined commands on a pooled connection with the command deadline. On failure the
- * connection is dropped and the message is prefixed with the server's name. *sent (may be NULL)
- * reports whether the request may have reached the server. */
+/* The server that is not a cluster: the one of the URL, or the Sentinel group's master now. */
+dlock__node *dlock__client_node(dlock_client *c);
+
+/* Runs n pipelined commands with the command deadline on the server that owns their key: the
+ * one server, or on a Cluster the master of the slot of argument `key` of cmds[0] (all the
+ * commands must be in that slot, as every key of one lock id is). key 0 lets the routing find it
+ * (dlock__cmd_key: argv[3] for EVAL/EVALSHA with keys, nothing for PING/INFO/SCRIPT/...,
+ * otherwise argv[1]); -1 means any master. On failure the connection is dropped and the message
+ * is prefixed with the server's name. *sent (may be NULL) reports whether the request may have
+ * reached a server (a redirected attempt did not run). Thread-safe. */
+int dlock__client_exec_key(dlock_client *c, int key, const dlock__cmd *cmds, size_t n,
+                           dlock__reply *replies, int *sent);
+/* dlock__client_exec_key with key 0. */
 int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
                        int *sent);
-/* One command from argv/lens. */
+/* One command from argv/lens (key 0). */
 int dlock__client_call(dlock_client *c, int argc, const char **argv, const size_t *lens,
                        dlock__reply *reply, int *sent);
-/* Turns an error reply into DLOCK_ESERVER with Redis's text as the message. */
+/* Turns an error reply into DLOCK_ESERVER (DLOCK_EAUTH for credential errors) with Redis's text
+ * as the message. */
 int dlock__reply_error(const dlock_client *c, const dlock__reply *r, const char *what);
 
 /* ---- script.c: Lua scripts sent as EVALSHA, falling back to EVAL on NOSCRIPT ---- */
@@ -222,26 +348,41 @@ typedef struct dlock__script {
 
 extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
     dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced,
-    dlock__script_queue_try, dlock__script_queue_release;
+    dlock__script_queue_try, dlock__script_queue_release, dlock__script_inspect_details;
 
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
                       const size_t *lens, dlock__reply *reply, int *sent);
 
-/* ---- subscribe.c: a connection subscribed to one pub/sub channel ---- */
+/* ---- subscribe.c: a connection subscribed to one pub/sub channel, routed like commands ----
+ *
+ * A subscription has a connection of its own, never pooled. It is SSUBSCRIBE (sharded pub/sub,
+ * Redis 7) wherever the server has it: on a Cluster at the master of the channel's slot, so the
+ * channel must carry the lock id's hash tag (dlock__sibling_key's names do), and on one server
+ * too, because a pattern subscriber (PSUBSCRIBE *) receives no sharded message and so cannot make
+ * a dead waiter look subscribed, nor read a grant. A server without SSUBSCRIBE gets SUBSCRIBE.
+ * The script that publishes uses SPUBLISH or PUBLISH to match (the queue entry says which).
+ * When the channel's slot moves (a migration, a failover), the server drops the subscription
+ * (sunsubscribe) or the connection breaks: dlock__sub_read then fails, and a new dlock__sub_open
+ * subscribes at the slot's new master. Messages published in between are lost, so callers keep
+ * polling as a fallback. */
 
-/* Opens a connection of the client's transport and subscribes it to `channel`, within the
- * client's deadlines. Returns DLOCK_OK with *out, DLOCK_ESTATE if the transport cannot subscribe
- * (REST), or the connection's error. */
-int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out);
+/* Opens a connection and subscribes it to `channel` (len bytes), within the client's
+ * deadlines, following MOVED on a cluster. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
+ * SUBSCRIBE only); on return, 1 if the subscription is sharded. Returns DLOCK_OK with *out,
+ * DLOCK_ESTATE if the transport cannot subscribe (REST), DLOCK_ESERVER/EAUTH if the server
+ * refused, or the connection's error. Thread-safe; the connection is then used by one thread
+ * at a time. */
+int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out,
+                    int *sharded);
 /* Reads one message before deadline_ms: DLOCK_OK with *payload (the message's third element,
  * owned by *msg: clear msg after use), DLOCK_ETIMEDOUT, or an error (the connection is then
- * broken: close it). Replies that are not messages are returned with *payload NULL. */
+ * broken, or on a cluster the server dropped the subscription because the slot moved: close it
+ * and open again). Replies that are not messages ("message" or "smessage") are returned with
+ * *payload NULL. */
 int dlock__sub_read(dlock_client *c, dlock__conn *conn, dlock__reply *msg,
                     const dlock__reply **payload, int64_t deadline_ms);
 void dlock__sub_close(dlock_client *c, dlock__conn *conn);
-/* The command a script publishes hand-offs with: "publish" (or "spublish" on a cluster). */
-const char *dlock__sub_publish_command(const dlock_client *c);
 
 /* ---- keys.c: the keys that sit beside a lock id ---- */
 

@@ -2,6 +2,7 @@
  * fencing tokens, blocking acquire with jittered backoff, and validity bookkeeping. */
 #include "fmacros.h"
 
+#include "holder.h"
 #include "lock_impl.h"
 #include "quorum.h"
 
@@ -11,7 +12,7 @@
 
 /* Longest lease or extension accepted: far beyond any sane lease, far below where adding it to
  * Redis's clock could overflow. */
-#define MAX_LEASE_MS ((int64_t)1000000000000) /* 10^12 ms, about 31 years */
+#define MAX_LEASE_MS DLOCK_MAX_DURATION_MS
 
 static int check_lease(int64_t v, const char *what) {
     if (v < 0 || v > MAX_LEASE_MS) {
@@ -49,11 +50,16 @@ static int make_siblings(dlock_lock *l, int fencing) {
                                     "can share the Redis Cluster slot of this id")
                        : DLOCK_OK;
     }
-    if (l->fence_key == NULL) {
+    l->holder_key = dlock__sibling_key(l->id, l->idlen, "holder", &l->holder_key_len, &ok);
+    if (l->fence_key == NULL || l->holder_key == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
     if (l->client->quorum != NULL) {
-        return DLOCK_OK; /* a Redlock polls: no wait queue */
+        /* A Redlock polls (no wait queue) and records no holder text (a majority rule for a
+         * best-effort record is not worth a second fan-out per acquire and renewal). */
+        free(l->holder_key);
+        l->holder_key = NULL;
+        return DLOCK_OK;
     }
     return dlock__queue_new(&l->queue, l->client, l->id, l->idlen, l->fence_key, l->fence_len);
 }
@@ -61,6 +67,8 @@ static int make_siblings(dlock_lock *l, int fencing) {
 static void free_siblings(dlock_lock *l) {
     dlock__queue_free(l->queue);
     free(l->fence_key);
+    free(l->holder_key);
+    free(l->holder);
 }
 
 int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
@@ -85,6 +93,10 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
     if (o->renew_interval_ms < 0 || o->max_hold_ms < 0 || o->drift_ms < 0) {
         return dlock__err(DLOCK_EINVAL, "dlock_lock_new: renew_interval_ms, max_hold_ms and "
                                         "drift_ms must be >= 0 (0 = default)");
+    }
+    if (o->holder != NULL && strnlen(o->holder, DLOCK_MAX_HOLDER_LEN + 1) > DLOCK_MAX_HOLDER_LEN) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_new: holder is longer than %d bytes",
+                          DLOCK_MAX_HOLDER_LEN);
     }
     int64_t lease = o->lease_ms ? o->lease_ms : DLOCK__DEFAULT_LEASE_MS;
     if (o->auto_renew && o->renew_interval_ms >= lease) {
@@ -117,6 +129,12 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
     l->on_lost = o->on_lost;
     l->on_renew_error = o->on_renew_error;
     l->userdata = o->userdata;
+    if (o->holder != NULL && (l->holder = strdup(o->holder)) == NULL) {
+        free_siblings(l);
+        free(l->id);
+        free(l);
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
     pthread_mutex_init(&l->mu, NULL);
     dlock__cond_init_monotonic(&l->wake);
     *out = l;
@@ -209,9 +227,12 @@ static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t l
                               : "could not check whether the SET took effect (the key "
                                 "expires with its lease if it did)");
     }
-    if (l->fencing && r.type == DLOCK__REPLY_INT) {
-        *fence = r.integer;
-        rc = r.integer > 0 ? DLOCK_OK : DLOCK_NOT_ACQUIRED;
+    if (l->fencing && r.type == DLOCK__REPLY_INT && r.integer == 0) {
+        rc = DLOCK_NOT_ACQUIRED;
+    } else if (l->fencing && r.type == DLOCK__REPLY_STR && r.len > 0 &&
+               strspn(r.str, "0123456789") == r.len) {
+        *fence = strtoll(r.str, NULL, 10); /* the counter's text: Lua would round it */
+        rc = DLOCK_OK;
     } else if (!l->fencing && r.type == DLOCK__REPLY_STR && r.len == 2 &&
                memcmp(r.str, "OK", 2) == 0) {
         rc = DLOCK_OK;
@@ -267,6 +288,28 @@ static int poll_until(dlock_lock *l, const char *token, size_t token_len, int64_
     }
 }
 
+/* A handle that still holds the lock gets NOT_ACQUIRED at once, as the seed's second acquire
+ * does, but says why: a waiting acquire would otherwise wait for itself until its deadline, and
+ * "another holder has the lock" would be untrue. One GET, only when the handle holds a token. */
+static int already_held(dlock_lock *l) {
+    pthread_mutex_lock(&l->mu);
+    int holding = l->token != NULL && !l->lost;
+    pthread_mutex_unlock(&l->mu);
+    if (!holding) {
+        return DLOCK_OK;
+    }
+    dlock_state st;
+    int rc = dlock_lock_status(l, &st);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    if (st == DLOCK_ACQUIRED) {
+        return dlock__err(DLOCK_NOT_ACQUIRED, "this handle already holds the lock (acquired "
+                                              "earlier and not released); release it first");
+    }
+    return DLOCK_OK;
+}
+
 /* 1 when called from on_lost or on_renew_error, i.e. on the handle's own renewal thread. */
 static int on_renewal_thread(dlock_lock *l) {
     pthread_mutex_lock(&l->mu);
@@ -310,6 +353,9 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         return rc;
     }
 
+    if ((rc = already_held(l)) != DLOCK_OK) {
+        return rc;
+    }
     dlock__grant g = {0, 0, lease};
     if (atomic_exchange(&l->cancel, 0)) {
         return dlock__err(DLOCK_ECANCELED, "acquire cancelled (by a dlock_lock_cancel made before "
@@ -346,6 +392,10 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     l->granted_at = g.sent_at;
     l->granted_ms = g.ms;
     pthread_mutex_unlock(&l->mu);
+    if (l->holder != NULL && l->holder_key != NULL) {
+        dlock__holder_write(l->client, l->holder_key, l->holder_key_len, token, token_len,
+                            l->holder, g.ms);
+    }
     if (l->auto_renew && (rc = dlock__renew_start(l)) != DLOCK_OK) {
         /* Holding a lock nobody renews, while reporting failure, would leave it orphaned. */
         char saved[512];
@@ -387,8 +437,9 @@ int dlock_lock_release(dlock_lock *l) {
     }
     int sent = 0;
     int rc = l->client->quorum != NULL ? dlock__quorum_release(l, &sent)
-             : l->queue != NULL ? dlock__queue_release(l->queue, l->token, l->token_len, &sent)
-                                : plain_release(l, &sent);
+             : l->queue != NULL        ? dlock__queue_release(l->queue, l->token, l->token_len,
+                                                              l->holder_key, l->holder_key_len, &sent)
+                                       : plain_release(l, &sent);
     pthread_mutex_lock(&l->mu);
     if (rc == DLOCK_OK || rc == DLOCK_NOT_HELD) {
         drop_token(l);
@@ -459,6 +510,9 @@ int dlock_lock_extend(dlock_lock *l, int64_t ms) {
             l->granted_ms = r.integer; /* the new PTTL, or -1: no expiry */
         }
         pthread_mutex_unlock(&l->mu);
+        if (r.integer != 0 && l->holder != NULL && l->holder_key != NULL) {
+            dlock__holder_touch(l->client, l->holder_key, l->holder_key_len, r.integer);
+        }
     } else {
         rc = dlock__reply_error(l->client, &r, "extend");
     }
@@ -615,6 +669,64 @@ int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,
         memcpy(out->holder_token, v->str, n);
         out->token_matches =
             token != NULL && strlen(token) == v->len && memcmp(token, v->str, v->len) == 0;
+    }
+    dlock__reply_clear(&r);
+    return rc;
+}
+
+int dlock_lock_inspect_details(dlock_client *client, const char *id, dlock_lock_details *out) {
+    dlock__err_clear();
+    if (client == NULL || out == NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_inspect_details: %s is NULL",
+                          client == NULL ? "client" : "out");
+    }
+    memset(out, 0, sizeof *out);
+    int rc = dlock__check_id(id, "dlock_lock_inspect_details"), ok;
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    if (client->quorum != NULL) { /* a Redlock: the lock's majority view, no holder record */
+        return dlock_lock_inspect(client, id, NULL, &out->info);
+    }
+    size_t idlen = strlen(id), hlen, flen;
+    char *hkey = dlock__sibling_key(id, idlen, "holder", &hlen, &ok);
+    char *fkey = ok ? dlock__sibling_key(id, idlen, "fence", &flen, &ok) : NULL;
+    if (!ok) { /* no siblings: the lock alone */
+        return dlock_lock_inspect(client, id, NULL, &out->info);
+    }
+    if (hkey == NULL || fkey == NULL) {
+        free(hkey);
+        free(fkey);
+        return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    const char *argv[] = {id, hkey, fkey};
+    size_t lens[] = {idlen, hlen, flen};
+    dlock__reply r;
+    rc = dlock__script_run(client, &dlock__script_inspect_details, 3, 3, argv, lens, &r, NULL);
+    free(hkey);
+    free(fkey);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    if (r.type != DLOCK__REPLY_ARRAY || r.elements != 4 || r.element[1].type != DLOCK__REPLY_INT) {
+        rc = dlock__reply_error(client, &r, "inspect");
+    } else {
+        const dlock__reply *v = &r.element[0], *h = &r.element[2], *f = &r.element[3];
+        if (v->type == DLOCK__REPLY_STR) {
+            out->info.held = 1;
+            out->info.remaining_ms = r.element[1].integer;
+            size_t n = v->len < sizeof out->info.holder_token - 1
+                           ? v->len
+                           : sizeof out->info.holder_token - 1;
+            memcpy(out->info.holder_token, v->str, n);
+        }
+        if (h->type == DLOCK__REPLY_STR) {
+            size_t n = h->len < DLOCK_MAX_HOLDER_LEN ? h->len : DLOCK_MAX_HOLDER_LEN;
+            memcpy(out->holder, h->str, n);
+        }
+        if (f->type == DLOCK__REPLY_STR) {
+            out->fencing_counter = strtoll(f->str, NULL, 10);
+        }
     }
     dlock__reply_clear(&r);
     return rc;

@@ -13,7 +13,10 @@ struct dlock_lock {
     char *fence_key; /* fencing counter, "{ID}:fence"; NULL for ids with no Cluster slot for it */
     size_t fence_len;
     dlock__queue *queue; /* the id's wait queue; NULL for ids with no Cluster slot for it */
-    atomic_int cancel;   /* dlock_lock_cancel: stop the current or next acquire */
+    char *holder_key;    /* "{ID}:holder" (holder.h); NULL with the queue */
+    size_t holder_key_len;
+    char *holder;      /* options.holder, copied; NULL = none */
+    atomic_int cancel; /* dlock_lock_cancel: stop the current or next acquire */
 
     /* settings, fixed after dlock_lock_new */
     int64_t lease_ms;

@@ -28,8 +28,9 @@
 #define LIVE_MS   1500 /* a queue entry not refreshed for this long is skipped by releasers */
 #define STEP_MIN  250  /* a queued waiter refreshes its entry every 250-500 ms */
 #define STEP_MAX  500
-#define BACKOFF_0 10 /* polling without a queue: full jitter in [1, b], b from 10 to 500 ms */
-#define CHAN_LEN  16 /* hex digits of a handle's own grant channel suffix */
+#define BACKOFF_0 10   /* polling without a queue: full jitter in [1, b], b from 10 to 500 ms */
+#define CHAN_LEN  16   /* hex digits of a handle's own grant channel suffix */
+#define SUB_RETRY 1000 /* after a failed SUBSCRIBE, poll this long before subscribing again */
 
 enum { MODE_QUEUE = 0, MODE_TRY = 1, MODE_LEAVE = 2 };
 
@@ -46,9 +47,11 @@ struct dlock__queue {
     char chan[CHAN_LEN + 1]; /* this handle's channel suffix: random, so no other handle's */
     char *channel;           /* prefix + chan */
     size_t channel_len;
-    dlock__conn *sub; /* subscribed to channel while the handle waits; kept between waits */
-    int no_sub;       /* the server refused SUBSCRIBE: poll from now on */
-    int64_t gen;      /* number of the handle's latest try */
+    dlock__conn *sub;     /* subscribed to channel while the handle waits; kept between waits */
+    int sharded;          /* sub is SSUBSCRIBEd; before the first: try SSUBSCRIBE (1) or not */
+    int no_sub;           /* the transport cannot subscribe (REST): poll from now on */
+    int64_t sub_retry_at; /* a SUBSCRIBE failed: not again before this time */
+    int64_t gen;          /* number of the handle's latest try */
 };
 
 int dlock__queue_new(dlock__queue **out, dlock_client *c, const char *id, size_t idlen,
@@ -77,8 +80,19 @@ int dlock__queue_new(dlock__queue **out, dlock_client *c, const char *id, size_t
         dlock__queue_free(q);
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    snprintf(q->chan, sizeof q->chan, "%016llx",
-             (unsigned long long)dlock__random_below(UINT64_MAX));
+    /* From the OS CSPRNG like tokens: a channel another handle could share would make a dead
+     * waiter look subscribed. */
+    char uuid[DLOCK__UUID_LEN + 1];
+    if (dlock__uuid4(uuid) != DLOCK_OK) {
+        free(grant);
+        dlock__queue_free(q);
+        return dlock__err(DLOCK_ESYS, "dlock_lock_new: no random bytes for the grant channel");
+    }
+    memcpy(q->chan, uuid, 8);
+    memcpy(q->chan + 8, uuid + 9, 4);
+    memcpy(q->chan + 12, uuid + 24, 4);
+    q->chan[CHAN_LEN] = '\0';
+    q->sharded = 1;
     snprintf(q->prefix, q->prefix_len + 1, "%s:", grant);
     snprintf(q->channel, q->channel_len + 1, "%s%s", q->prefix, q->chan);
     free(grant);
@@ -126,17 +140,30 @@ static void drain(dlock__queue *q) {
 }
 
 /* Subscribes before queueing, so no grant can slip past unseen. A failure is not the caller's
- * error: the waiter then polls, and a Redis that is really down reports itself through the next
- * try. A server that refuses SUBSCRIBE (ACL, REST) is not asked again. */
+ * error: the waiter then polls (and does not queue), and a Redis that is really down reports
+ * itself through the next try. A transport that cannot subscribe (REST) is not asked again; a
+ * refused or failed SUBSCRIBE (ACL, maxclients, a loading server) is asked again a second
+ * later. */
 static void subscribe_if_needed(dlock__queue *q) {
     drain(q);
-    if (q->sub != NULL || q->no_sub) {
+    if (q->sub != NULL || q->no_sub || dlock__now_ms() < q->sub_retry_at) {
         return;
     }
-    int rc = dlock__sub_open(q->client, q->channel, q->channel_len, &q->sub);
-    if (rc == DLOCK_ESTATE || rc == DLOCK_ESERVER || rc == DLOCK_EAUTH) {
+    int rc = dlock__sub_open(q->client, q->channel, q->channel_len, &q->sub, &q->sharded);
+    if (rc == DLOCK_ESTATE) {
         q->no_sub = 1;
+    } else if (rc != DLOCK_OK) {
+        q->sub_retry_at = dlock__now_ms() + SUB_RETRY;
     }
+}
+
+/* A fencing token as Redis sent it: an integer, or (from the scripts, which keep counters out of
+ * Lua's doubles) a string of digits. */
+static int64_t fence_of(const dlock__reply *r) {
+    if (r->type == DLOCK__REPLY_INT) {
+        return r->integer;
+    }
+    return r->type == DLOCK__REPLY_STR ? strtoll(r->str, NULL, 10) : 0;
 }
 
 /* One run of queue_try.lua as try number ++q->gen. Returns 1 if the lock is this call's (*fence
@@ -144,25 +171,27 @@ static void subscribe_if_needed(dlock__queue *q) {
 static int try_once(dlock__queue *q, int mode, const char *token, size_t token_len, int64_t lease,
                     int fenced, int64_t first_gen, int64_t *fence, int64_t *pttl) {
     char px[24], live[24], gen[24], first[24], m[2] = {(char)('0' + mode), 0};
+    const char *pub = q->sub != NULL && q->sharded ? "s" : "p";
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
     int livelen = snprintf(live, sizeof live, "%d", LIVE_MS);
     int genlen = snprintf(gen, sizeof gen, "%lld", (long long)++q->gen);
     int firstlen = snprintf(first, sizeof first, "%lld", (long long)first_gen);
-    const char *argv[] = {q->id, q->queue_key, q->waiters_key, q->fence_key,
-                          token, px,           live,           fenced ? "1" : "0",
-                          m,     gen,          first,          q->chan};
+    const char *argv[] = {
+        q->id, q->queue_key, q->waiters_key, q->fence_key, token, px, live, fenced ? "1" : "0",
+        m,     gen,          first,          q->chan,      pub};
     size_t lens[] = {q->idlen,  q->queue_len,   q->waiters_len,   q->fence_len,
                      token_len, (size_t)pxlen,  (size_t)livelen,  1,
-                     1,         (size_t)genlen, (size_t)firstlen, CHAN_LEN};
+                     1,         (size_t)genlen, (size_t)firstlen, CHAN_LEN,
+                     1};
     dlock__reply r;
-    int rc = dlock__script_run(q->client, &dlock__script_queue_try, 4, 12, argv, lens, &r, NULL);
+    int rc = dlock__script_run(q->client, &dlock__script_queue_try, 4, 13, argv, lens, &r, NULL);
     if (rc != DLOCK_OK) {
         return rc;
     }
     if (r.type == DLOCK__REPLY_ARRAY && r.elements == 3 && r.element[0].type == DLOCK__REPLY_INT &&
-        r.element[1].type == DLOCK__REPLY_INT && r.element[2].type == DLOCK__REPLY_INT) {
+        r.element[2].type == DLOCK__REPLY_INT) {
         rc = r.element[0].integer == 1;
-        *fence = r.element[1].integer;
+        *fence = fence_of(&r.element[1]);
         *pttl = r.element[2].integer;
     } else {
         rc = dlock__reply_error(q->client, &r, "acquire (waiting)");
@@ -171,10 +200,9 @@ static int try_once(dlock__queue *q, int mode, const char *token, size_t token_l
     return rc;
 }
 
-/* 1 if `p` is a grant of our latest try: "gen|fence|chan|token" with gen == q->gen, our channel
- * and exactly our token. Sets *fence. */
-static int is_our_grant(const dlock__queue *q, const dlock__reply *p, const char *token,
-                        size_t token_len, int64_t *fence) {
+/* 1 if `p` is a grant of our latest try: "gen|fence|chan" with gen == q->gen and our channel.
+ * Sets *fence. */
+static int is_our_grant(const dlock__queue *q, const dlock__reply *p, int64_t *fence) {
     char want[24];
     int wlen = snprintf(want, sizeof want, "%lld|", (long long)q->gen);
     const char *s = p->str, *end = p->str + p->len;
@@ -183,13 +211,12 @@ static int is_our_grant(const dlock__queue *q, const dlock__reply *p, const char
     }
     s += wlen;
     size_t digits = strspn(s, "0123456789");
-    if (digits == 0 || digits > 18 || s + digits >= end || s[digits] != '|') {
+    if (digits == 0 || digits > 19 || s + digits >= end || s[digits] != '|') {
         return 0;
     }
     int64_t f = strtoll(s, NULL, 10);
     s += digits + 1;
-    if ((size_t)(end - s) != CHAN_LEN + 1 + token_len || memcmp(s, q->chan, CHAN_LEN) != 0 ||
-        s[CHAN_LEN] != '|' || memcmp(s + CHAN_LEN + 1, token, token_len) != 0) {
+    if ((size_t)(end - s) != CHAN_LEN || memcmp(s, q->chan, CHAN_LEN) != 0) {
         return 0;
     }
     *fence = f;
@@ -199,8 +226,7 @@ static int is_our_grant(const dlock__queue *q, const dlock__reply *p, const char
 /* Waits until `until` for a grant of our latest try, waking every few ms to look at *cancel.
  * Returns 1 with *fence set if one came; 0 if time ran out, the wait was cancelled, or the
  * subscription broke (it is then closed, and made again before the next try). */
-static int await_grant(dlock__queue *q, const char *token, size_t token_len, int64_t until,
-                       atomic_int *cancel, int64_t *fence) {
+static int await_grant(dlock__queue *q, int64_t until, atomic_int *cancel, int64_t *fence) {
     for (;;) {
         int64_t now = dlock__now_ms();
         if (atomic_load(cancel) || now >= until) {
@@ -217,7 +243,7 @@ static int await_grant(dlock__queue *q, const char *token, size_t token_len, int
             unsubscribe(q);
             return 0;
         }
-        int ours = payload != NULL && is_our_grant(q, payload, token, token_len, fence);
+        int ours = payload != NULL && is_our_grant(q, payload, fence);
         dlock__reply_clear(&m);
         if (ours) {
             return 1;
@@ -225,13 +251,22 @@ static int await_grant(dlock__queue *q, const char *token, size_t token_len, int
     }
 }
 
-int dlock__queue_release(dlock__queue *q, const char *token, size_t token_len, int *sent) {
-    const char *pub = dlock__sub_publish_command(q->client);
-    const char *argv[] = {q->id, q->queue_key, q->waiters_key, q->fence_key, token, q->prefix, pub};
-    size_t lens[] = {q->idlen,  q->queue_len,  q->waiters_len, q->fence_len,
-                     token_len, q->prefix_len, strlen(pub)};
+int dlock__queue_release(dlock__queue *q, const char *token, size_t token_len, const char *also_del,
+                         size_t also_del_len, int *sent) {
+    const char *argv[] = {q->id,    q->queue_key, q->waiters_key, q->fence_key,
+                          also_del, token,        q->prefix};
+    size_t lens[] = {q->idlen,     q->queue_len, q->waiters_len, q->fence_len,
+                     also_del_len, token_len,    q->prefix_len};
+    int nkeys = also_del != NULL ? 5 : 4;
+    if (also_del == NULL) { /* no fifth key: the arguments move up one */
+        argv[4] = token;
+        lens[4] = token_len;
+        argv[5] = q->prefix;
+        lens[5] = q->prefix_len;
+    }
     dlock__reply r;
-    int rc = dlock__script_run(q->client, &dlock__script_queue_release, 4, 7, argv, lens, &r, sent);
+    int rc = dlock__script_run(q->client, &dlock__script_queue_release, nkeys, nkeys + 2, argv,
+                               lens, &r, sent);
     if (rc != DLOCK_OK) {
         return rc;
     }
@@ -255,7 +290,7 @@ typedef struct wait_call {
 /* A lock that was handed to a cancelled call goes on to the next waiter. */
 static int cancelled_holding(dlock__queue *q, const wait_call *w) {
     int sent;
-    int rc = dlock__queue_release(q, w->token, w->token_len, &sent);
+    int rc = dlock__queue_release(q, w->token, w->token_len, NULL, 0, &sent);
     if (rc < 0) {
         char saved[512];
         snprintf(saved, sizeof saved, "%s", dlock_errmsg());
@@ -277,6 +312,11 @@ static int stop_waiting(dlock__queue *q, const wait_call *w, int why, dlock__gra
     int64_t sent_at = dlock__now_ms(), fence = 0, pttl = 0;
     int again = try_once(q, MODE_LEAVE, w->token, w->token_len, w->lease, w->fenced, w->first_gen,
                          &fence, &pttl);
+    if (why < 0 || again < 0) {
+        /* A try whose reply was lost may still run after this (a server resuming its backlog)
+         * and queue us again: with no subscriber left, no release hands the lock to us. */
+        unsubscribe(q);
+    }
     if (again == 1) {
         if (why == DLOCK_ECANCELED) {
             return cancelled_holding(q, w);
@@ -285,20 +325,16 @@ static int stop_waiting(dlock__queue *q, const wait_call *w, int why, dlock__gra
         return DLOCK_OK;
     }
     if (again < 0) {
-        /* Still queued, maybe: with no subscriber left, no release hands the lock to us. */
-        unsubscribe(q);
+        char left[512];
+        snprintf(left, sizeof left, "%s", dlock_errmsg());
+        const char *maybe = "could not check whether the lock was handed to this call (it then "
+                            "expires with its lease)";
         if (why == DLOCK_ECANCELED) {
             return dlock__err(DLOCK_ECANCELED,
-                              "acquire cancelled; could not leave the wait queue (%s)",
-                              dlock_errmsg());
+                              "acquire cancelled; leaving the wait queue failed (%s); %s", left,
+                              maybe);
         }
-        if (why >= 0) {
-            return again;
-        }
-        return dlock__err(why,
-                          "%s; could not check whether the lock was handed to this call (it then "
-                          "expires with its lease)",
-                          saved);
+        return dlock__err(why >= 0 ? again : why, "%s; %s", why >= 0 ? left : saved, maybe);
     }
     if (why == DLOCK_ECANCELED) {
         return dlock__err(DLOCK_ECANCELED, "acquire cancelled");
@@ -332,8 +368,7 @@ int dlock__queue_wait(dlock__queue *q, const char *token, size_t token_len, int6
         int64_t left = deadline - now;
         if (q->sub != NULL) {
             int64_t step = STEP_MIN + (int64_t)dlock__random_below(STEP_MAX - STEP_MIN);
-            if (await_grant(q, token, token_len, now + (step < left ? step : left), cancel,
-                            &fence)) {
+            if (await_grant(q, now + (step < left ? step : left), cancel, &fence)) {
                 /* The grant postdates the try sent at sent_at: count the lease from there. */
                 if (!dlock__queue_confirm_grants &&
                     lease - (dlock__now_ms() - sent_at) > lease / 2) {

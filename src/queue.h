@@ -39,8 +39,10 @@ void dlock__queue_free(dlock__queue *q);
 int dlock__queue_wait(dlock__queue *q, const char *token, size_t token_len, int64_t lease,
                       int fenced, int64_t deadline, atomic_int *cancel, dlock__grant *g);
 
-/* Releases a lock held with `token`, handing it to the first live waiter. Returns DLOCK_OK,
+/* Releases a lock held with `token`, handing it to the first live waiter; `also_del` (may be
+ * NULL) is a key that goes with the hold and is deleted with it. Returns DLOCK_OK,
  * DLOCK_NOT_HELD (not ours), or an error; *sent tells whether the request may have run. */
-int dlock__queue_release(dlock__queue *q, const char *token, size_t token_len, int *sent);
+int dlock__queue_release(dlock__queue *q, const char *token, size_t token_len, const char *also_del,
+                         size_t also_del_len, int *sent);
 
 #endif

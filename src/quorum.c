@@ -698,7 +698,6 @@ int dlock_client_open_quorum(dlock_client **out, const char *const *urls, size_t
         free(q);
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&q->mu, NULL);
     dlock__cond_init_monotonic(&q->cv);
     c->quorum = q;

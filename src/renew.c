@@ -4,6 +4,7 @@
  * the client can delay a renewal. */
 #include "fmacros.h"
 
+#include "holder.h"
 #include "lock_impl.h"
 #include "quorum.h"
 
@@ -101,6 +102,14 @@ static void *renew_main(void *arg) {
             l->granted_at = sent_at;
             l->granted_ms = remaining;
             next = sent_at + interval;
+            if (l->holder != NULL && l->holder_key != NULL) {
+                pthread_mutex_unlock(&l->mu);
+                dlock__holder_touch(l->client, l->holder_key, l->holder_key_len, remaining);
+                pthread_mutex_lock(&l->mu);
+                if (l->stop_renewal) {
+                    break;
+                }
+            }
         } else if (rc == 0) {
             declare_lost(l, DLOCK_LOST_TAKEN);
             break;

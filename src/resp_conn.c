@@ -25,35 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* hiredis 0.14 allocates an array reply's element table as soon as it reads the header, so a
- * broken or hostile peer sending "*2147483647" costs 16 GB of calloc (and seconds to free). No
- * reply dlock asks for has more than a few elements: refuse big ones, which hiredis reports as
- * "Out of memory", a protocol error here. */
-#define MAX_ARRAY_ELEMENTS 1024
-
-static redisReplyObjectFunctions bounded_fns;
-static void *(*default_create_array)(const redisReadTask *, int);
-static pthread_once_t fns_once = PTHREAD_ONCE_INIT;
-
-static void *create_array_bounded(const redisReadTask *task, int elements) {
-    return elements > MAX_ARRAY_ELEMENTS ? NULL : default_create_array(task, elements);
-}
-
-static void init_fns(void) {
-    redisReader *r = redisReaderCreate();
-    if (r != NULL) {
-        bounded_fns = *r->fn;
-        redisReaderFree(r);
-    }
-    default_create_array = bounded_fns.createArray;
-    bounded_fns.createArray = create_array_bounded;
-}
-
-static redisReader *reader_new(void) {
-    pthread_once(&fns_once, init_fns);
-    return default_create_array != NULL ? redisReaderCreateWithFunctions(&bounded_fns) : NULL;
-}
-
 struct dlock__conn {
     int fd;
     SSL *ssl;
@@ -63,6 +34,85 @@ struct dlock__conn {
      * lowered for a call whose deadline is nearer (see arm). */
     int blocking;
     int64_t timeo_ms, default_timeo_ms;
+    int build_rc; /* why the reply builder refused a reply (hiredis only says "Out of memory") */
+};
+
+/* ---- replies: hiredis parses, reply.c builds ----
+ *
+ * These callbacks build dlock__reply trees straight from hiredis's buffers, with no redisReply in
+ * between, so the limits of reply.c apply before anything is allocated: hiredis 0.14 would
+ * otherwise calloc the element table of "*2147483647" (16 GB) as soon as it read the header.
+ * The top-level reply is malloc'd; a nested one is its slot in the parent's element array.
+ * hiredis frees only the top-level object (freeObject), which owns the rest. */
+
+static void *built(const redisReadTask *t, dlock__reply *r, int rc) {
+    if (rc == DLOCK_OK) {
+        return r;
+    }
+    ((dlock__conn *)t->privdata)->build_rc = rc;
+    if (t->parent == NULL) {
+        dlock__reply_clear(r);
+        free(r);
+    }
+    return NULL;
+}
+
+static dlock__reply *place(const redisReadTask *t) {
+    if (t->parent == NULL) {
+        return malloc(sizeof(dlock__reply));
+    }
+    dlock__reply *parent = t->parent->obj;
+    return &parent->element[t->idx];
+}
+
+static void *on_string(const redisReadTask *t, char *s, size_t len) {
+    dlock__reply *r = place(t);
+    if (r == NULL) {
+        return NULL;
+    }
+    dlock__reply_type type = t->type == REDIS_REPLY_ERROR ? DLOCK__REPLY_ERROR : DLOCK__REPLY_STR;
+    return built(t, r, dlock__reply_str(r, type, s, len));
+}
+
+static void *on_array(const redisReadTask *t, int n) {
+    dlock__reply *r = place(t);
+    if (r == NULL) {
+        return NULL;
+    }
+    int depth = 0;
+    for (const redisReadTask *p = t->parent; p != NULL; p = p->parent) {
+        depth++;
+    }
+    return built(t, r, dlock__reply_array(r, n < 0 ? 0 : (size_t)n, depth));
+}
+
+static void *on_integer(const redisReadTask *t, long long v) {
+    dlock__reply *r = place(t);
+    if (r != NULL) {
+        dlock__reply_int(r, v);
+    }
+    return r;
+}
+
+static void *on_nil(const redisReadTask *t) {
+    dlock__reply *r = place(t);
+    if (r != NULL) {
+        memset(r, 0, sizeof *r);
+    }
+    return r;
+}
+
+static void on_free(void *obj) {
+    dlock__reply_clear(obj);
+    free(obj);
+}
+
+static redisReplyObjectFunctions reply_fns = {
+    .createString = on_string,
+    .createArray = on_array,
+    .createInteger = on_integer,
+    .createNil = on_nil,
+    .freeObject = on_free,
 };
 
 /* ---- socket setup ---- */
@@ -334,65 +384,6 @@ static int read_some(dlock__conn *c, int64_t deadline) {
     }
 }
 
-/* ---- replies ---- */
-
-static int convert(const redisReply *r, dlock__reply *out, int depth) {
-    memset(out, 0, sizeof *out);
-    switch (r->type) {
-    case REDIS_REPLY_NIL:
-        out->type = DLOCK__REPLY_NIL;
-        return DLOCK_OK;
-    case REDIS_REPLY_INTEGER:
-        out->type = DLOCK__REPLY_INT;
-        out->integer = r->integer;
-        return DLOCK_OK;
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_ERROR:
-        out->type = r->type == REDIS_REPLY_ERROR ? DLOCK__REPLY_ERROR : DLOCK__REPLY_STR;
-        out->len = r->len;
-        if ((out->str = malloc(r->len + 1)) == NULL) {
-            return dlock__err(DLOCK_ENOMEM, "out of memory reading a reply");
-        }
-        memcpy(out->str, r->str, r->len);
-        out->str[r->len] = '\0';
-        return DLOCK_OK;
-    case REDIS_REPLY_ARRAY:
-        out->type = DLOCK__REPLY_ARRAY;
-        if (depth > 8) {
-            return dlock__err(DLOCK_EPROTO, "reply nested too deeply");
-        }
-        if (r->elements == 0) {
-            return DLOCK_OK;
-        }
-        if ((out->element = calloc(r->elements, sizeof *out->element)) == NULL) {
-            return dlock__err(DLOCK_ENOMEM, "out of memory reading a reply");
-        }
-        out->elements = r->elements;
-        for (size_t i = 0; i < r->elements; i++) {
-            int rc = convert(r->element[i], &out->element[i], depth + 1);
-            if (rc != DLOCK_OK) {
-                return rc;
-            }
-        }
-        return DLOCK_OK;
-    default:
-        return dlock__err(DLOCK_EPROTO, "unexpected reply type %d", r->type);
-    }
-}
-
-void dlock__reply_clear(dlock__reply *r) {
-    if (r == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < r->elements; i++) {
-        dlock__reply_clear(&r->element[i]);
-    }
-    free(r->element);
-    free(r->str);
-    memset(r, 0, sizeof *r);
-}
-
 /* ---- the transport ---- */
 
 /* Reads one whole reply: what the reader has buffered, else from the socket until deadline. */
@@ -400,12 +391,14 @@ static int read_reply(dlock__conn *c, dlock__reply *out, int64_t deadline) {
     for (;;) {
         void *raw = NULL;
         if (redisReaderGetReply(c->reader, &raw) != REDIS_OK) {
-            return dlock__err(DLOCK_EPROTO, "malformed reply: %s", c->reader->errstr);
+            return c->build_rc != DLOCK_OK
+                       ? c->build_rc /* the builder's message says why */
+                       : dlock__err(DLOCK_EPROTO, "malformed reply: %s", c->reader->errstr);
         }
         if (raw != NULL) {
-            int rc = convert(raw, out, 0);
-            freeReplyObject(raw);
-            return rc;
+            *out = *(dlock__reply *)raw;
+            free(raw);
+            return DLOCK_OK;
         }
         int rc = read_some(c, deadline);
         if (rc != DLOCK_OK) {
@@ -500,7 +493,8 @@ static void resp_close(dlock__conn *c) {
     free(c);
 }
 
-static int classify_setup_error(const dlock__config *cfg, const char *what, const dlock__reply *r) {
+/* A refused AUTH, SELECT or PING. */
+static int setup_error(const dlock__config *cfg, const char *what, const dlock__reply *r) {
     const char *s = r->str, *shown = r->str;
     if ((cfg->password != NULL && cfg->password[0] != '\0' && strstr(s, cfg->password) != NULL) ||
         (cfg->username != NULL && cfg->username[0] != '\0' && strstr(s, cfg->username) != NULL &&
@@ -508,12 +502,7 @@ static int classify_setup_error(const dlock__config *cfg, const char *what, cons
         /* e.g. "ERR unknown command 'AUTH', with args beginning with: '<password>'" */
         shown = "(the server's reply is not shown: it repeats the credentials)";
     }
-    if (strncmp(s, "WRONGPASS", 9) == 0 || strncmp(s, "NOAUTH", 6) == 0 ||
-        strstr(s, "invalid password") != NULL || strstr(s, "invalid username") != NULL ||
-        strstr(s, "without any password configured") != NULL || strncmp(s, "NOPERM", 6) == 0) {
-        return dlock__err(DLOCK_EAUTH, "%s failed: %s", what, shown);
-    }
-    return dlock__err(DLOCK_ESERVER, "%s failed: %s", what, shown);
+    return dlock__err(dlock__reply_error_rc(r), "%s failed: %s", what, shown);
 }
 
 /* AUTH and SELECT if configured, then PING: one round trip that proves the peer speaks Redis
@@ -568,7 +557,7 @@ static int handshake(const dlock__config *cfg, dlock__conn *c, int64_t deadline)
     }
     for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
         if (replies[i].type == DLOCK__REPLY_ERROR) {
-            rc = classify_setup_error(cfg, what[i], &replies[i]);
+            rc = setup_error(cfg, what[i], &replies[i]);
             dlock__err_prefix(rc, "%s", cfg->display);
         }
     }
@@ -585,15 +574,16 @@ static int resp_connect(const dlock__config *cfg, dlock__conn **out) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
     c->fd = -1;
-    if ((c->reader = reader_new()) == NULL) {
+    if ((c->reader = redisReaderCreateWithFunctions(&reply_fns)) == NULL) {
         free(c);
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
+    c->reader->privdata = c;
     int rc = cfg->url.scheme == DLOCK__SCHEME_UNIX ? open_unix(cfg, deadline, &c->fd)
                                                    : open_tcp(cfg, deadline, &c->fd);
     if (rc == DLOCK_OK && cfg->url.scheme == DLOCK__SCHEME_REDISS) {
         void *ssl = NULL;
-        rc = dlock__tls_handshake(cfg, c->fd, deadline, &ssl);
+        rc = dlock__tls_handshake(cfg, cfg->tp_state, c->fd, deadline, &ssl);
         c->ssl = ssl;
         if (rc != DLOCK_OK) {
             dlock__err_prefix(rc, "%s", cfg->display);
@@ -611,8 +601,16 @@ static int resp_connect(const dlock__config *cfg, dlock__conn **out) {
     return DLOCK_OK;
 }
 
+/* The SSL_CTX, made once per client: loading a CA store costs milliseconds. */
+static int resp_init(const dlock__config *cfg, void **state) {
+    *state = NULL;
+    return cfg->url.scheme == DLOCK__SCHEME_REDISS ? dlock__tls_ctx_new(cfg, state) : DLOCK_OK;
+}
+
 const dlock__transport dlock__resp_transport = {
     .name = "resp",
+    .init = resp_init,
+    .fini = dlock__tls_ctx_free,
     .connect = resp_connect,
     .exec = resp_exec,
     .alive = resp_alive,

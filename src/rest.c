@@ -28,10 +28,9 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#define MAX_BODY  ((size_t)64 << 20) /* a larger reply is refused: no lock reply comes close */
-#define MAX_DEPTH 8                  /* array nesting accepted in a reply */
-#define SYNC_MAX  256                /* longest upstash-sync-token kept */
-#define SNIPPET   120                /* bytes of a non-JSON error body quoted in a message */
+#define MAX_BODY ((size_t)64 << 20) /* a larger reply is refused: no lock reply comes close */
+#define SYNC_MAX 256                /* longest upstash-sync-token kept */
+#define SNIPPET  120                /* bytes of a non-JSON error body quoted in a message */
 
 /* ---- process-wide setup ---- */
 
@@ -53,24 +52,27 @@ static void global_init(void) {
  * a SET made on another (lock status right after acquire, the debounce GET after INCR). So the
  * token lives in the client's config, made and freed with the client. */
 
-struct dlock__rest_shared {
+typedef struct sync_token {
     pthread_mutex_t mu;
     char token[SYNC_MAX];
-};
+} sync_token;
 
-int dlock__rest_shared_new(dlock__config *cfg) {
-    if ((cfg->rest_shared = calloc(1, sizeof *cfg->rest_shared)) == NULL) {
+static int rest_init(const dlock__config *cfg, void **state) {
+    (void)cfg;
+    sync_token *t = calloc(1, sizeof *t);
+    if (t == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    pthread_mutex_init(&cfg->rest_shared->mu, NULL);
+    pthread_mutex_init(&t->mu, NULL);
+    *state = t;
     return DLOCK_OK;
 }
 
-void dlock__rest_shared_free(dlock__config *cfg) {
-    if (cfg->rest_shared != NULL) {
-        pthread_mutex_destroy(&cfg->rest_shared->mu);
-        free(cfg->rest_shared);
-        cfg->rest_shared = NULL;
+static void rest_fini(void *state) {
+    sync_token *t = state;
+    if (t != NULL) {
+        pthread_mutex_destroy(&t->mu);
+        free(t);
     }
 }
 
@@ -104,7 +106,7 @@ typedef struct buf {
 struct dlock__conn {
     const dlock__config *cfg;
     CURL *h;
-    dlock__rest_shared *sync;   /* the client's, never NULL */
+    sync_token *sync;           /* the client's, never NULL */
     char *url;                  /* base URL (with tls_server_name as host, if set) */
     char *url_pipeline;         /* url + "/pipeline" */
     struct curl_slist *headers; /* fixed headers; the Authorization one is a secret */
@@ -287,19 +289,20 @@ static int b64val(unsigned char c) {
     return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
-/* Strict padded standard base64 into a fresh NUL-terminated buffer. Returns DLOCK_OK, EPROTO
- * (with a message) or ENOMEM. */
-static int b64decode(const char *s, size_t n, char **out, size_t *outlen) {
+/* Strict padded standard base64 into a string reply. Returns DLOCK_OK, EPROTO (with a message)
+ * or ENOMEM. */
+static int b64decode(const char *s, size_t n, dlock__reply *r) {
     if (n % 4 != 0) {
         return dlock__err(DLOCK_EPROTO,
                           "REST reply: a string is not base64 (length %zu); does "
                           "the server honour Upstash-Encoding: base64?",
                           n);
     }
-    char *d = malloc(n / 4 * 3 + 1);
-    if (d == NULL) {
-        return dlock__err(DLOCK_ENOMEM, "out of memory reading a reply");
+    int rc = dlock__reply_str(r, DLOCK__REPLY_STR, NULL, n / 4 * 3);
+    if (rc != DLOCK_OK) {
+        return rc;
     }
+    char *d = r->str;
     size_t o = 0;
     for (size_t i = 0; i < n; i += 4) {
         int v[4], pad = 0;
@@ -309,7 +312,6 @@ static int b64decode(const char *s, size_t n, char **out, size_t *outlen) {
                 v[k] = 0;
                 pad++;
             } else if ((v[k] = b64val(ch)) < 0 || pad > 0) {
-                free(d);
                 return dlock__err(DLOCK_EPROTO, "REST reply: a string is not valid base64");
             }
         }
@@ -323,19 +325,7 @@ static int b64decode(const char *s, size_t n, char **out, size_t *outlen) {
         }
     }
     d[o] = '\0';
-    *out = d;
-    *outlen = o;
-    return DLOCK_OK;
-}
-
-static int set_str(dlock__reply *r, dlock__reply_type type, const char *s, size_t n) {
-    r->type = type;
-    if ((r->str = malloc(n + 1)) == NULL) {
-        return dlock__err(DLOCK_ENOMEM, "out of memory reading a reply");
-    }
-    memcpy(r->str, s, n);
-    r->str[n] = '\0';
-    r->len = n;
+    r->len = o;
     return DLOCK_OK;
 }
 
@@ -349,38 +339,26 @@ static int decode_value(const json_t *v, dlock__reply *r, int depth) {
         r->type = DLOCK__REPLY_NIL;
         return DLOCK_OK;
     case JSON_INTEGER:
-        r->type = DLOCK__REPLY_INT;
-        r->integer = (long long)json_integer_value(v);
+        dlock__reply_int(r, (long long)json_integer_value(v));
         return DLOCK_OK;
     case JSON_STRING: {
         const char *s = json_string_value(v);
         size_t n = json_string_length(v);
         if (n == 2 && memcmp(s, "OK", 2) == 0) {
-            return set_str(r, DLOCK__REPLY_STR, "OK", 2);
+            return dlock__reply_str(r, DLOCK__REPLY_STR, "OK", 2);
         }
-        r->type = DLOCK__REPLY_STR;
-        return b64decode(s, n, &r->str, &r->len);
+        return b64decode(s, n, r);
     }
     case JSON_ARRAY: {
-        r->type = DLOCK__REPLY_ARRAY;
-        if (depth >= MAX_DEPTH) {
-            return dlock__err(DLOCK_EPROTO, "REST reply: arrays nested too deeply");
-        }
         size_t n = json_array_size(v);
-        if (n == 0) {
-            return DLOCK_OK;
+        int rc = dlock__reply_array(r, n, depth);
+        if (rc != DLOCK_OK) {
+            return dlock__err_prefix(rc, "REST reply");
         }
-        if ((r->element = calloc(n, sizeof *r->element)) == NULL) {
-            return dlock__err(DLOCK_ENOMEM, "out of memory reading a reply");
+        for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
+            rc = decode_value(json_array_get(v, i), &r->element[i], depth + 1);
         }
-        r->elements = n;
-        for (size_t i = 0; i < n; i++) {
-            int rc = decode_value(json_array_get(v, i), &r->element[i], depth + 1);
-            if (rc != DLOCK_OK) {
-                return rc;
-            }
-        }
-        return DLOCK_OK;
+        return rc;
     }
     default:
         /* Redis (RESP2) has no floats, booleans or maps: such a reply is not from Redis. */
@@ -403,7 +381,8 @@ static int decode_envelope(const json_t *env, dlock__reply *r) {
         if (!json_is_string(err)) {
             return dlock__err(DLOCK_EPROTO, "REST reply: \"error\" is not a string");
         }
-        return set_str(r, DLOCK__REPLY_ERROR, json_string_value(err), json_string_length(err));
+        return dlock__reply_str(r, DLOCK__REPLY_ERROR, json_string_value(err),
+                                json_string_length(err));
     }
     const json_t *res = json_object_get(env, "result");
     if (res == NULL) {
@@ -413,13 +392,12 @@ static int decode_envelope(const json_t *env, dlock__reply *r) {
     return decode_value(res, r, 0);
 }
 
-static int decode_ok_body(dlock__conn *c, size_t n, dlock__reply *replies) {
+int dlock__rest_decode(const char *body, size_t len, size_t n, dlock__reply *replies) {
     json_error_t je;
-    json_t *root = json_loadb(c->body.data != NULL ? c->body.data : "", c->body.len,
-                              JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
         return dlock__err(DLOCK_EPROTO, "REST reply is not valid JSON (%s at byte %d of %zu)",
-                          je.text, je.position, c->body.len);
+                          je.text, je.position, len);
     }
     int rc = DLOCK_OK;
     if (n == 1) {
@@ -437,14 +415,14 @@ static int decode_ok_body(dlock__conn *c, size_t n, dlock__reply *replies) {
 
 /* The server's explanation of a failed request: the "error" of a JSON body, else a printable
  * snippet of the body. Returns 1 if it was a proper {"error": "..."} envelope. */
-static int error_text(const dlock__conn *c, char *out, size_t size) {
-    json_t *root = json_loadb(c->body.data != NULL ? c->body.data : "", c->body.len, 0, NULL);
+int dlock__rest_error_text(const char *body, size_t len, char *out, size_t size) {
+    json_t *root = json_loadb(body != NULL ? body : "", len, 0, NULL);
     const json_t *e = json_is_object(root) ? json_object_get(root, "error") : NULL;
     int ok = json_is_string(e);
     if (ok) {
         snprintf(out, size, "%s", json_string_value(e));
-    } else if (c->body.len > 0) {
-        snippet(c->body.data, c->body.len, out, size);
+    } else if (len > 0) {
+        snippet(body, len, out, size);
     } else {
         snprintf(out, size, "(empty body)");
     }
@@ -602,20 +580,21 @@ static int rest_exec(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__re
 
     char text[300];
     if (status >= 200 && status < 300) {
-        rc = decode_ok_body(c, n, replies);
+        rc = dlock__rest_decode(c->body.data, c->body.len, n, replies);
     } else if (status == 401) {
-        error_text(c, text, sizeof text);
+        dlock__rest_error_text(c->body.data, c->body.len, text, sizeof text);
         rc = dlock__err(DLOCK_EAUTH, "the REST token was rejected (HTTP 401): %s%s", text,
                         c->cfg->rest_token == NULL ? " (no rest_token was given)" : "");
-    } else if (status == 400 && error_text(c, text, sizeof text)) {
+    } else if (status == 400 &&
+               dlock__rest_error_text(c->body.data, c->body.len, text, sizeof text)) {
         /* Redis refused the command (Upstash answers 400 {"error"} on the single-command route;
          * on /pipeline a 400 means the whole batch was refused). Hand it up as Redis's error
          * reply so callers treat it exactly like RESP's: NOSCRIPT fallback, WRONGTYPE, ... */
         for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
-            rc = set_str(&replies[i], DLOCK__REPLY_ERROR, text, strlen(text));
+            rc = dlock__reply_str(&replies[i], DLOCK__REPLY_ERROR, text, strlen(text));
         }
     } else {
-        error_text(c, text, sizeof text);
+        dlock__rest_error_text(c->body.data, c->body.len, text, sizeof text);
         rc = dlock__err(DLOCK_EHTTP, "HTTP %ld from the REST server: %s", status, text);
     }
     if (rc != DLOCK_OK) {
@@ -799,7 +778,7 @@ static int handshake(const dlock__config *cfg, dlock__conn *c) {
     if (r.type == DLOCK__REPLY_ERROR) {
         /* A server that refuses PING (a command allow-list) has still accepted the token:
          * authentication comes first. Only an auth error is fatal. */
-        if (strncmp(r.str, "WRONGPASS", 9) == 0 || strncmp(r.str, "NOAUTH", 6) == 0) {
+        if (dlock__reply_error_kind(&r) == DLOCK__SRV_AUTH) {
             rc =
                 dlock__err(DLOCK_EAUTH, "%s: the REST token was rejected: %s", cfg->display, r.str);
         }
@@ -827,7 +806,7 @@ static int rest_connect(const dlock__config *cfg, dlock__conn **out) {
     }
     c->cfg = cfg;
     int rc = setup_handle(cfg, c);
-    c->sync = cfg->rest_shared;
+    c->sync = cfg->tp_state;
     if (rc == DLOCK_OK) {
         rc = handshake(cfg, c);
     } else {
@@ -843,6 +822,8 @@ static int rest_connect(const dlock__config *cfg, dlock__conn **out) {
 
 const dlock__transport dlock__rest_transport = {
     .name = "rest",
+    .init = rest_init,
+    .fini = rest_fini,
     .connect = rest_connect,
     .exec = rest_exec,
     .alive = rest_alive,

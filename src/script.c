@@ -14,7 +14,7 @@
 /* The bodies: src/lua/NAME.lua, embedded by cmake/embed_lua.cmake (lua_scripts.c). */
 extern const char dlock__lua_release[], dlock__lua_extend[], dlock__lua_renew[],
     dlock__lua_acquire_fenced[], dlock__lua_inspect[], dlock__lua_incr_expire[],
-    dlock__lua_queue_try[], dlock__lua_queue_release[];
+    dlock__lua_queue_try[], dlock__lua_queue_release[], dlock__lua_inspect_details[];
 
 dlock__script dlock__script_release = {.body = dlock__lua_release};
 dlock__script dlock__script_extend = {.body = dlock__lua_extend};
@@ -24,6 +24,7 @@ dlock__script dlock__script_inspect = {.body = dlock__lua_inspect};
 dlock__script dlock__script_incr_expire = {.body = dlock__lua_incr_expire};
 dlock__script dlock__script_queue_try = {.body = dlock__lua_queue_try};
 dlock__script dlock__script_queue_release = {.body = dlock__lua_queue_release};
+dlock__script dlock__script_inspect_details = {.body = dlock__lua_inspect_details};
 
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 
@@ -44,6 +45,7 @@ static void init_shas(void) {
     sha_of(&dlock__script_acquire_fenced);
     sha_of(&dlock__script_queue_try);
     sha_of(&dlock__script_queue_release);
+    sha_of(&dlock__script_inspect_details);
 }
 
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,

@@ -23,7 +23,7 @@ void dlock__tls_error_text(char *buf, size_t size) {
     ERR_clear_error();
 }
 
-int dlock__tls_ctx_new(dlock__config *cfg) {
+int dlock__tls_ctx_new(const dlock__config *cfg, void **out) {
     char why[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL) {
@@ -59,13 +59,12 @@ int dlock__tls_ctx_new(dlock__config *cfg) {
         }
     }
     SSL_CTX_set_verify(ctx, cfg->tls_insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
-    cfg->tls_ctx = ctx;
+    *out = ctx;
     return DLOCK_OK;
 }
 
-void dlock__tls_ctx_free(dlock__config *cfg) {
-    SSL_CTX_free(cfg->tls_ctx);
-    cfg->tls_ctx = NULL;
+void dlock__tls_ctx_free(void *ctx) {
+    SSL_CTX_free(ctx);
 }
 
 /* Sets SNI and the name or address the certificate must match. */
@@ -87,9 +86,10 @@ static int set_peer_name(const dlock__config *cfg, SSL *ssl) {
     return X509_VERIFY_PARAM_set1_host(param, name, 0) == 1;
 }
 
-int dlock__tls_handshake(const dlock__config *cfg, int fd, int64_t deadline_ms, void **out) {
+int dlock__tls_handshake(const dlock__config *cfg, void *ctx, int fd, int64_t deadline_ms,
+                         void **out) {
     char why[256];
-    SSL *ssl = SSL_new(cfg->tls_ctx);
+    SSL *ssl = SSL_new(ctx);
     if (ssl == NULL) {
         return dlock__err(DLOCK_ENOMEM, "TLS: cannot create session");
     }

@@ -53,3 +53,11 @@ uint64_t dlock__random_below(uint64_t n) {
     /* The modulo bias is below 2^-40 for the small n used for jitter; irrelevant there. */
     return x % n;
 }
+
+int dlock_token_uuid(char out[DLOCK_UUID_LEN + 1]) {
+    dlock__err_clear();
+    if (out == NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_token_uuid: out is NULL");
+    }
+    return dlock__uuid4(out);
+}

@@ -1,4 +1,6 @@
-/* Server URLs: redis://, rediss://, unix://, and http(s):// for the REST transport.
+/* Server URLs: redis://, rediss://, unix://, http(s):// for the REST transport, and
+ * redis-sentinel:// / rediss-sentinel:// (the Lettuce convention). redis(s):// and the sentinel
+ * schemes take a comma-separated host list: cluster seeds, or the sentinels.
  * Messages name the part that is wrong but never echo the userinfo, which may hold a password. */
 #include "fmacros.h"
 
@@ -120,7 +122,78 @@ static int parse_unix(const char *rest, dlock__url *u) {
     return rest[n] == '?' ? parse_query(rest + n + 1, u) : DLOCK_OK;
 }
 
-static int parse_authority(const char *a, size_t n, dlock__url *u, int default_port) {
+/* One host[:port] (IPv6 in brackets) into *host (malloc'd) and *port. */
+static int parse_hostport(const char *a, size_t n, int default_port, char **host, int *port) {
+    const char *hend, *portp = NULL;
+    int rc;
+    if (n > 0 && a[0] == '[') {
+        hend = memchr(a, ']', n);
+        if (hend == NULL) {
+            return dlock__err(DLOCK_EINVAL, "URL: IPv6 host is missing its closing ']'");
+        }
+        *host = dup_range(a + 1, (size_t)(hend - a - 1));
+        if (hend + 1 < a + n) {
+            if (hend[1] != ':') {
+                return dlock__err(DLOCK_EINVAL, "URL: unexpected text after ']' in the host");
+            }
+            portp = hend + 2;
+        }
+    } else {
+        hend = memchr(a, ':', n);
+        *host = dup_range(a, hend != NULL ? (size_t)(hend - a) : n);
+        portp = hend != NULL ? hend + 1 : NULL;
+    }
+    if (*host == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory parsing URL");
+    }
+    if ((*host)[0] == '\0') {
+        return dlock__err(DLOCK_EINVAL, "URL: the host is empty");
+    }
+    for (const char *h = *host; *h != '\0'; h++) {
+        if (isspace((unsigned char)*h) || *h == '/' || *h == '@') {
+            return dlock__err(DLOCK_EINVAL, "URL: host '%.64s' has an invalid character", *host);
+        }
+    }
+    *port = default_port;
+    if (portp != NULL) {
+        long v;
+        if ((rc = parse_int(portp, (size_t)(a + n - portp), 1, 65535, "port", &v)) != DLOCK_OK) {
+            return rc;
+        }
+        *port = (int)v;
+    }
+    return DLOCK_OK;
+}
+
+/* host[:port][,host[:port]...]: the first into u->host/port, the others into u->extra. */
+static int parse_hosts(const char *a, size_t n, dlock__url *u, int default_port, int list) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        k += a[i] == ',';
+    }
+    if (k > 0 && !list) {
+        return dlock__err(DLOCK_EINVAL, "URL: a host list is not allowed here");
+    }
+    if (k > 0 && (u->extra = calloc(k, sizeof *u->extra)) == NULL) {
+        return dlock__err(DLOCK_ENOMEM, "out of memory parsing URL");
+    }
+    for (size_t i = 0; i <= k; i++) {
+        size_t len = strcspn(a, ",");
+        len = len < n ? len : n;
+        int rc = i == 0 ? parse_hostport(a, len, default_port, &u->host, &u->port)
+                        : parse_hostport(a, len, default_port, &u->extra[i - 1].host,
+                                         &u->extra[i - 1].port);
+        u->nextra = i;
+        if (rc != DLOCK_OK) {
+            return rc;
+        }
+        a += len + 1;
+        n -= len < n ? len + 1 : n;
+    }
+    return DLOCK_OK;
+}
+
+static int parse_authority(const char *a, size_t n, dlock__url *u, int default_port, int list) {
     const char *at = NULL;
     for (size_t i = 0; i < n; i++) {
         if (a[i] == '@') {
@@ -141,44 +214,7 @@ static int parse_authority(const char *a, size_t n, dlock__url *u, int default_p
         n -= (size_t)(at + 1 - a);
         a = at + 1;
     }
-    const char *hend, *portp = NULL;
-    if (n > 0 && a[0] == '[') {
-        hend = memchr(a, ']', n);
-        if (hend == NULL) {
-            return dlock__err(DLOCK_EINVAL, "URL: IPv6 host is missing its closing ']'");
-        }
-        u->host = dup_range(a + 1, (size_t)(hend - a - 1));
-        if (hend + 1 < a + n) {
-            if (hend[1] != ':') {
-                return dlock__err(DLOCK_EINVAL, "URL: unexpected text after ']' in the host");
-            }
-            portp = hend + 2;
-        }
-    } else {
-        hend = memchr(a, ':', n);
-        u->host = dup_range(a, hend != NULL ? (size_t)(hend - a) : n);
-        portp = hend != NULL ? hend + 1 : NULL;
-    }
-    if (u->host == NULL) {
-        return dlock__err(DLOCK_ENOMEM, "out of memory parsing URL");
-    }
-    if (u->host[0] == '\0') {
-        return dlock__err(DLOCK_EINVAL, "URL: the host is empty");
-    }
-    for (const char *h = u->host; *h != '\0'; h++) {
-        if (isspace((unsigned char)*h) || *h == '/' || *h == '@') {
-            return dlock__err(DLOCK_EINVAL, "URL: host '%.64s' has an invalid character", u->host);
-        }
-    }
-    u->port = default_port;
-    if (portp != NULL) {
-        long port;
-        if ((rc = parse_int(portp, (size_t)(a + n - portp), 1, 65535, "port", &port)) != DLOCK_OK) {
-            return rc;
-        }
-        u->port = (int)port;
-    }
-    return DLOCK_OK;
+    return parse_hosts(a, n, u, default_port, list);
 }
 
 /* An '@' past the authority means the user info holds a raw '/', '?' or '#': refuse it without
@@ -198,7 +234,7 @@ static int parse_redis(const char *rest, dlock__url *u) {
     if (check_userinfo_escaped(rest, alen) != DLOCK_OK) {
         return DLOCK_EINVAL;
     }
-    int rc = parse_authority(rest, alen, u, 6379);
+    int rc = parse_authority(rest, alen, u, u->sentinel ? 26379 : 6379, 1);
     if (rc != DLOCK_OK) {
         return rc;
     }
@@ -216,10 +252,28 @@ static int parse_redis(const char *rest, dlock__url *u) {
         p += dlen;
     }
     if (*p == '?') {
-        return parse_query(p + 1, u);
+        size_t qlen = strcspn(p + 1, "#");
+        char *q = dup_range(p + 1, qlen);
+        if (q == NULL) {
+            return dlock__err(DLOCK_ENOMEM, "out of memory parsing URL");
+        }
+        rc = parse_query(q, u);
+        free(q);
+        if (rc != DLOCK_OK) {
+            return rc;
+        }
+        p += 1 + qlen;
     }
-    if (*p == '#') {
+    if (*p == '#' && !u->sentinel) {
         return dlock__err(DLOCK_EINVAL, "URL: a fragment ('#') is not allowed");
+    }
+    if (u->sentinel) {
+        /* #master-name: the name the sentinels know the master by. */
+        if (*p != '#' || p[1] == '\0') {
+            return dlock__err(DLOCK_EINVAL, "URL: a sentinel URL needs the master's name after "
+                                            "'#', e.g. redis-sentinel://host:26379#mymaster");
+        }
+        return decode(p + 1, strlen(p + 1), "master name", &u->master_name);
     }
     return DLOCK_OK;
 }
@@ -235,7 +289,7 @@ static int parse_http(const char *text, const char *rest, dlock__url *u, int def
         return dlock__err(DLOCK_EINVAL, "URL: a query or fragment in an http(s) URL is not "
                                         "supported; pass the REST token in the rest_token option");
     }
-    int rc = parse_authority(rest, alen, u, default_port);
+    int rc = parse_authority(rest, alen, u, default_port, 0);
     if (rc != DLOCK_OK) {
         return rc;
     }
@@ -280,6 +334,11 @@ int dlock__url_parse(const char *text, dlock__url *out) {
     } else if (slen == 6 && strncasecmp(text, "rediss", 6) == 0) {
         out->scheme = DLOCK__SCHEME_REDISS;
         rc = parse_redis(rest, out);
+    } else if ((slen == 14 && strncasecmp(text, "redis-sentinel", 14) == 0) ||
+               (slen == 15 && strncasecmp(text, "rediss-sentinel", 15) == 0)) {
+        out->scheme = slen == 15 ? DLOCK__SCHEME_REDISS : DLOCK__SCHEME_REDIS;
+        out->sentinel = 1;
+        rc = parse_redis(rest, out);
     } else if (slen == 4 && strncasecmp(text, "unix", 4) == 0) {
         out->scheme = DLOCK__SCHEME_UNIX;
         rc = parse_unix(rest, out);
@@ -292,7 +351,7 @@ int dlock__url_parse(const char *text, dlock__url *out) {
     } else {
         rc = dlock__err(DLOCK_EINVAL,
                         "URL scheme '%.*s' is not supported: use redis://, rediss://, unix://, "
-                        "https:// or http://",
+                        "https://, http://, redis-sentinel:// or rediss-sentinel://",
                         (int)(slen > 20 ? 20 : slen), text);
     }
     if (rc != DLOCK_OK) {
@@ -302,6 +361,11 @@ int dlock__url_parse(const char *text, dlock__url *out) {
 }
 
 void dlock__url_free(dlock__url *u) {
+    for (size_t i = 0; i < u->nextra; i++) {
+        free(u->extra[i].host);
+    }
+    free(u->extra);
+    free(u->master_name);
     free(u->host);
     free(u->path);
     free(u->username);

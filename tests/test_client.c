@@ -34,6 +34,20 @@ static void test_plain_tcp(void **state) {
     dlock_client_close(c);
 }
 
+/* Several hosts are seeds of a Redis Cluster: for a server that is not a cluster node they are
+ * refused, so two independent servers can never split one lock's holders. The first seed may be
+ * down: the next one is tried. */
+static void test_host_list_needs_cluster(void **state) {
+    (void)state;
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d,127.0.0.1:%s", dlt_closed_port(),
+             dlt_env_require("DLOCK_TEST_PORT"));
+    dlock_client *c = (dlock_client *)&c;
+    dlt_assert_rc(dlock_client_open(&c, url, NULL), DLOCK_EINVAL);
+    assert_null(c);
+    assert_true(dlt_contains(dlock_errmsg(), "not a cluster node"));
+}
+
 /* A host name goes through the resolver (on a thread, so it obeys connect_timeout_ms); the
  * server only listens on 127.0.0.1, which localhost may resolve to after ::1. */
 static void test_host_name(void **state) {
@@ -466,6 +480,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_tcp),
         cmocka_unit_test(test_host_name),
+        cmocka_unit_test(test_host_list_needs_cluster),
         cmocka_unit_test(test_auth_reply_echoing_password),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_select_db_tcp),

@@ -137,6 +137,14 @@ static void test_seed_double_acquire(void **state) {
     dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
     char *first = strdup(dlock_lock_token(l));
     dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_NOT_ACQUIRED);
+    /* Not "another holder": the message says whose hold it is. A blocking acquire says the
+     * same at once instead of waiting for itself. */
+    assert_true(dlt_contains(dlock_errmsg(), "this handle already holds the lock"));
+    dlock_acquire_options wo = {.wait_ms = 5000};
+    int64_t t0 = dlt_now_ms();
+    dlt_assert_rc(dlock_lock_acquire(l, &wo), DLOCK_NOT_ACQUIRED);
+    assert_true(dlt_now_ms() - t0 < dlt_slow(1000));
+    assert_true(dlt_contains(dlock_errmsg(), "this handle already holds the lock"));
     /* Not orphaned: same token, still ACQUIRED, and the release works. */
     assert_non_null(dlock_lock_token(l));
     assert_string_equal(dlock_lock_token(l), first);

@@ -686,6 +686,61 @@ static void test_fenced_acquire_with_broken_counter_holds_nothing(void **state) 
     dlock_client_close(c);
 }
 
+/* The holder record: who holds the lock, for operators; shown only while its hold lasts. */
+static void test_holder_record(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("holder");
+    dlock_lock_options o = {.lease_ms = 3000,
+                            .holder = "host=h1 pid=42 cmd=backup",
+                            .fencing = 1,
+                            .auto_renew = 1,
+                            .renew_interval_ms = 500};
+    dlock_lock *l = dlt_lock_new(c, id, &o);
+    dlock_lock_details d;
+    dlt_assert_rc(dlock_lock_inspect_details(c, id, &d), DLOCK_OK);
+    assert_false(d.info.held);
+    assert_string_equal(d.holder, "");
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_inspect_details(c, id, &d), DLOCK_OK);
+    assert_true(d.info.held);
+    assert_string_equal(d.holder, "host=h1 pid=42 cmd=backup");
+    assert_int_equal(d.fencing_counter, dlock_lock_fencing_token(l));
+    assert_true(d.fencing_counter > 0);
+    /* It lives as long as the hold: past the first lease (renewed), and past an extend. */
+    dlt_assert_rc(dlock_lock_extend(l, 20000), DLOCK_OK);
+    dlt_sleep_ms(3300);
+    dlt_assert_rc(dlock_lock_inspect_details(c, id, &d), DLOCK_OK);
+    assert_string_equal(d.holder, "host=h1 pid=42 cmd=backup");
+    char key[256];
+    int n = snprintf(key, sizeof key, "{%s}:holder", id);
+    assert_true(dlt_raw_pttl(raw, key, (size_t)n) > 15000);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    assert_false(dlt_raw_exists(raw, key, (size_t)n)); /* removed with the hold */
+    /* A record that names another token is not shown for the current holder. */
+    dlock_lock *other = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(other, NULL), DLOCK_OK);
+    freeReplyObject(dlt_raw_cmd(raw, "SET %b stale-token\nhost=old", key, (size_t)n));
+    dlt_assert_rc(dlock_lock_inspect_details(c, id, &d), DLOCK_OK);
+    assert_true(d.info.held);
+    assert_string_equal(d.holder, "");
+    dlt_assert_rc(dlock_lock_release(other), DLOCK_OK);
+    /* Bad input. */
+    char big[DLOCK_MAX_HOLDER_LEN + 2];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    dlock_lock_options bo = {.holder = big};
+    dlock_lock *bad = NULL;
+    dlt_assert_rc(dlock_lock_new(&bad, c, id, &bo), DLOCK_EINVAL);
+    dlt_assert_rc(dlock_lock_inspect_details(c, id, NULL), DLOCK_EINVAL);
+    dlt_assert_rc(dlock_lock_inspect_details(c, "", &d), DLOCK_EINVAL);
+    dlock_lock_free(l);
+    dlock_lock_free(other);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
 #define WAITERS 50
 
 typedef struct waiter_ctx {
@@ -800,6 +855,7 @@ int main(void) {
         cmocka_unit_test(test_renewal_keeps_an_extended_lease),
         cmocka_unit_test(test_wait_does_not_take_over_an_equal_token),
         cmocka_unit_test(test_fenced_acquire_with_broken_counter_holds_nothing),
+        cmocka_unit_test(test_holder_record),
         cmocka_unit_test(test_adopt),
         cmocka_unit_test(test_bad_safety_options),
     };

@@ -82,11 +82,37 @@ static void test_bad_urls(void **state) {
         /* A raw '/' in the password ends the authority early. */
         {"redis://user:" SECRET "/x@127.0.0.1:6379", "percent|encode"},
         {"redis://user:" SECRET "?x@127.0.0.1:6379", "percent|encode"},
+        /* Host lists (cluster seeds, sentinels) and sentinel URLs. */
+        {"redis://127.0.0.1:7000,", "host"},
+        {"redis://127.0.0.1:7000,,127.0.0.1:7001", "host"},
+        {"redis://127.0.0.1:7000,127.0.0.1:x", "port"},
+        {"redis://127.0.0.1#name", "fragment"},
+        {"https://a.example,b.example", "host list|list"},
+        {"redis-sentinel://127.0.0.1:26379", "master|#"},
+        {"redis-sentinel://127.0.0.1:26379#", "master|#"},
+        {"redis-sentinel://127.0.0.1:1,#mymaster", "host"},
+        {"rediss-sentinel://user:" SECRET "@:26379#m", "host"},
+        {"redis-sentinel://127.0.0.1/x#m", "db|database"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *msg = open_expect(cases[i].url, NULL, DLOCK_EINVAL);
         assert_msg_names(msg, cases[i].url, cases[i].names);
     }
+}
+
+/* Sentinel URLs fail to connect with a message naming the sentinels, never the password. */
+static void test_sentinels_unreachable(void **state) {
+    (void)state;
+    char url[200];
+    int p1 = dlt_closed_port(), p2 = dlt_closed_port();
+    snprintf(url, sizeof url, "redis-sentinel://user:" SECRET "@127.0.0.1:%d,[::1]:%d/2#mymaster",
+             p1, p2);
+    const char *msg = open_expect(url, NULL, DLOCK_ECONNECT);
+    assert_msg_names(msg, url, "sentinel");
+    /* Cluster seeds: each is tried; the message says none answered. */
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d,127.0.0.1:%d", p1, p2);
+    msg = open_expect(url, NULL, DLOCK_ECONNECT);
+    assert_msg_names(msg, url, "seed");
 }
 
 static void test_null_arguments(void **state) {
@@ -287,6 +313,31 @@ static void test_bad_client_options(void **state) {
     open_expect("redis://127.0.0.1:6379", &o3, DLOCK_EINVAL);
 }
 
+static void test_token_uuid_and_env_url(void **state) {
+    (void)state;
+    char a[DLOCK_UUID_LEN + 1], b[DLOCK_UUID_LEN + 1];
+    dlt_assert_rc(dlock_token_uuid(a), DLOCK_OK);
+    dlt_assert_rc(dlock_token_uuid(b), DLOCK_OK);
+    assert_true(dlt_is_uuid_v4(a));
+    assert_string_not_equal(a, b);
+    dlt_assert_rc(dlock_token_uuid(NULL), DLOCK_EINVAL);
+
+    const char *src = NULL;
+    unsetenv("UPSTASH_REDIS_REST_URL");
+    unsetenv("REDIS_URL");
+    assert_string_equal(dlock_env_url(&src), "redis://127.0.0.1:6379");
+    assert_string_equal(src, "the default");
+    setenv("REDIS_URL", "redis://10.0.0.1:7000", 1);
+    assert_string_equal(dlock_env_url(&src), "redis://10.0.0.1:7000");
+    assert_string_equal(src, "REDIS_URL");
+    setenv("UPSTASH_REDIS_REST_URL", "https://example.upstash.io", 1);
+    assert_string_equal(dlock_env_url(NULL), "https://example.upstash.io");
+    setenv("UPSTASH_REDIS_REST_URL", "", 1); /* empty counts as unset */
+    assert_string_equal(dlock_env_url(&src), "redis://10.0.0.1:7000");
+    unsetenv("UPSTASH_REDIS_REST_URL");
+    unsetenv("REDIS_URL");
+}
+
 static void test_strerror(void **state) {
     (void)state;
     const int codes[] = {DLOCK_OK,       DLOCK_NOT_ACQUIRED, DLOCK_NOT_HELD, DLOCK_SUPERSEDED,
@@ -376,6 +427,7 @@ int main(void) {
     unsetenv("UPSTASH_REDIS_REST_TOKEN");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_sentinels_unreachable),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_unresolvable_host),
@@ -389,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_errmsg_per_thread),
         cmocka_unit_test(test_version),
+        cmocka_unit_test(test_token_uuid_and_env_url),
     };
     return cmocka_run_group_tests_name("url", tests, NULL, NULL);
 }

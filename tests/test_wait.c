@@ -365,6 +365,282 @@ static void test_killed_subscription_is_remade(void **state) {
     dlock_client_close(c);
 }
 
+/* ---- found by review ---- */
+
+/* A grant whose lease ran out leaves its record behind; when another handle then sets an equal
+ * custom token, the old grantee must not take that hold for its own. */
+static void test_expired_grant_record_is_not_a_hold(void **state) {
+    (void)state;
+    dlt_proxy *p = dlt_proxy_start(dlt_env_int("DLOCK_TEST_PORT"));
+    dlt_proxy_delay_after(p, "SUBSCRIBE", 1500);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", dlt_proxy_port(p));
+    dlock_client_options co = {.command_timeout_ms = 4000};
+    dlock_client *slow = dlt_open(url, &co);
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("stale-record");
+    char token[96];
+    snprintf(token, sizeof token, "worker-%s", id);
+    dlock_lock_options lo = {.lease_ms = 30000}, wlo = {.lease_ms = 50};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *other = dlt_lock_new(c, id, &lo);
+    dlock_lock *wl = dlt_lock_new(slow, id, &wlo), *bystander = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w = {.lock = wl, .ao = {.wait_ms = 3000, .token = token}}, w2;
+    assert_int_equal(pthread_create(&w.thread, NULL, waiter_main, &w), 0);
+    await_queue_len(raw, id, 1);
+    waiter_start(&w2, bystander, 2500); /* keeps the waiter hash alive */
+    await_queue_len(raw, id, 2);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed to wl, 50 ms lease */
+    dlt_sleep_ms(60);
+    dlock_acquire_options oo = {.token = token};
+    int orc = dlock_lock_acquire(other, &oo); /* plain SET NX with the equal token */
+    int rc = waiter_join(&w);
+    waiter_join(&w2);
+    dlt_assert_rc(orc, DLOCK_OK);
+    if (rc == DLOCK_OK) {
+        fail_msg("two handles report holding %s at once (the waiter took a stale record)", id);
+    }
+    dlock_lock_release(other);
+    dlock_lock_release(bystander);
+    dlock_lock_free(bystander);
+    dlock_lock_free(wl);
+    dlock_lock_free(holder);
+    dlock_lock_free(other);
+    dlock_client_close(slow);
+    dlock_client_close(c);
+    redisFree(raw);
+    dlt_proxy_stop(p);
+}
+
+/* A waiter paused longer than the queue list lives comes back into the list (FIFO kept). */
+static void test_paused_waiter_keeps_its_turn(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("list-expired");
+    dlock_lock_options lo = {.lease_ms = 30000};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *later = dlt_lock_new(c, id, NULL);
+    dlock_acquire_options ao = {.wait_ms = 1000};
+    dlt_assert_rc(dlock_lock_acquire(holder, &ao), DLOCK_OK); /* the hash now lives 30 s */
+    char log[256];
+    scratch_file(log, sizeof log, "pause-turn");
+    pid_t wp = spawn_waiter(id, 20000, 10000, log);
+    await_queue_len(raw, id, 1);
+    dlt_sleep_ms(50);
+    assert_int_equal(kill(wp, SIGSTOP), 0);
+    dlt_sleep_ms(3300); /* the list expires (2 x 1.5 s) */
+    assert_int_equal(kill(wp, SIGCONT), 0);
+    await_queue_len(raw, id, 1); /* back in the list */
+    waiter w;
+    waiter_start(&w, later, 10000);
+    await_queue_len(raw, id, 2);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(dlt_wait(wp, dlt_slow(15000)), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    int rc;
+    long long t;
+    read_waiter_log(log, &rc, &t);
+    assert_int_equal(rc, DLOCK_OK);
+    if (t > w.returned_at) {
+        fail_msg("FIFO broken: the waiter that queued first was served %lld ms after a later one",
+                 (long long)(t - w.returned_at));
+    }
+    dlt_assert_rc(dlock_lock_release(later), DLOCK_OK);
+    dlock_lock_free(holder);
+    dlock_lock_free(later);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* A SUBSCRIBE refused once (maxclients) does not turn queueing off for the handle's life. */
+static void test_refused_subscribe_is_retried(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("sub-refused");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL), *wl = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    redisReply *r = dlt_raw_cmd(raw, "CLIENT LIST");
+    int n = 0;
+    for (const char *s = r->str; (s = strchr(s, '\n')) != NULL; s++) {
+        n++;
+    }
+    freeReplyObject(r);
+    freeReplyObject(dlt_raw_cmd(raw, "CONFIG SET maxclients %d", n));
+    dlock_acquire_options ao = {.wait_ms = 300};
+    int rc = dlock_lock_acquire(wl, &ao);
+    freeReplyObject(dlt_raw_cmd(raw, "CONFIG SET maxclients 10000"));
+    assert_true(rc == DLOCK_NOT_ACQUIRED || rc < 0);
+    waiter w;
+    waiter_start(&w, wl, 5000);
+    await_queue_len(raw, id, 1); /* it subscribes and queues again */
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* Cancelled, handed the lock unseen, then cut off from Redis: the call cannot know whether it
+ * holds the lock, and must say so (not "nothing is held"). */
+static void test_cancel_cut_off_says_it_may_hold(void **state) {
+    (void)state;
+    dlt_proxy *p = dlt_proxy_start(dlt_env_int("DLOCK_TEST_PORT"));
+    dlt_proxy_delay_after(p, "SUBSCRIBE", 3000);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", dlt_proxy_port(p));
+    dlock_client_options co = {.command_timeout_ms = 4000, .connect_timeout_ms = 1000};
+    dlock_client *slow = dlt_open(url, &co);
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("cancel-cut");
+    dlock_lock_options lo = {.lease_ms = 30000};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *wl = dlt_lock_new(slow, id, &lo);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w;
+    waiter_start(&w, wl, 20000);
+    dlt_sleep_ms(3200); /* its SUBSCRIBE's reply comes 3 s late */
+    await_queue_len(raw, id, 1);
+    dlt_sleep_ms(100);
+    dlt_assert_rc(dlock_lock_cancel(wl), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed to wl, which cannot see it */
+    dlt_proxy_stop(p);                                   /* and Redis is out of reach */
+    assert_int_equal(waiter_join(&w), DLOCK_ECANCELED);
+    if (!dlt_contains(w.errmsg, "could not check whether the lock was handed to this call")) {
+        fail_msg("cancel cut off from Redis said: %s", w.errmsg);
+    }
+    dlt_raw_del(raw, id, strlen(id));
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    dlock_client_close(slow);
+    dlock_client_close(c);
+    redisFree(raw);
+}
+
+/* Fencing counters beyond what a Lua number holds exactly (10^14 prints as 1e+14; 2^53 rounds)
+ * still hand off and still increase by one. */
+static void test_large_fencing_counters(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("big-fence");
+    dlock_lock_options lo = {.lease_ms = 10000, .fencing = 1};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *wl = dlt_lock_new(c, id, &lo);
+    freeReplyObject(dlt_raw_cmd(raw, "SET {%s}:fence 99999999999998", id));
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    assert_int_equal(dlock_lock_fencing_token(holder), 99999999999999LL);
+    waiter w;
+    waiter_start(&w, wl, 8000);
+    await_queue_len(raw, id, 1);
+    int64_t rel = dlt_now_ms();
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    assert_true(w.returned_at - rel < dlt_slow(1000)); /* by the hand-off, not after its lease */
+    assert_int_equal(dlock_lock_fencing_token(wl), 100000000000000LL);
+    dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
+
+    freeReplyObject(dlt_raw_cmd(raw, "SET {%s}:fence 9007199254740993", id));
+    int64_t last = 9007199254740993LL;
+    dlock_acquire_options wo = {.wait_ms = 1000};
+    for (int i = 0; i < 4; i++) {
+        dlt_assert_rc(dlock_lock_acquire(holder, i % 2 ? &wo : NULL), DLOCK_OK);
+        assert_int_equal(dlock_lock_fencing_token(holder), last + 1);
+        last++;
+        dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    }
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* A pattern subscriber (PSUBSCRIBE *) must neither make a dead waiter look live nor see grants. */
+static void test_pattern_subscriber_changes_nothing(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain(), *ps = dlt_raw_plain();
+    freeReplyObject(dlt_raw_cmd(ps, "PSUBSCRIBE *"));
+    redisReply *r = dlt_raw_cmd(raw, "INFO server");
+    int sharded = strstr(r->str, "redis_version:7") != NULL;
+    freeReplyObject(r);
+    if (!sharded) {
+        redisFree(ps);
+        redisFree(raw);
+        dlock_client_close(c);
+        skip(); /* before Redis 7 there is no sharded pub/sub to keep patterns out */
+    }
+    const char *id = dlt_id("psubscribe");
+    dlock_lock *holder = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    char log1[256], log2[256];
+    scratch_file(log1, sizeof log1, "ps1");
+    scratch_file(log2, sizeof log2, "ps2");
+    pid_t w1 = spawn_waiter(id, 20000, 10000, log1);
+    await_queue_len(raw, id, 1);
+    pid_t w2 = spawn_waiter(id, 20000, 10000, log2);
+    await_queue_len(raw, id, 2);
+    assert_int_equal(kill(w1, SIGKILL), 0);
+    dlt_wait(w1, 5000);
+    dlt_sleep_ms(100);
+    int64_t rel = dlt_now_ms();
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(dlt_wait(w2, dlt_slow(15000)), DLOCK_OK);
+    int rc;
+    long long t;
+    read_waiter_log(log2, &rc, &t);
+    assert_int_equal(rc, DLOCK_OK);
+    if (t - rel > dlt_slow(1000)) {
+        fail_msg("with a PSUBSCRIBE * client the live waiter got the lock %lld ms after the "
+                 "release",
+                 t - rel);
+    }
+    /* The observer saw no grant message. */
+    redisSetTimeout(ps, (struct timeval){0, 200000});
+    void *m = NULL;
+    assert_int_not_equal(redisGetReply(ps, &m), REDIS_OK);
+    unlink(log1);
+    dlock_lock_free(holder);
+    redisFree(ps);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
+/* A release that cannot hand on (broken fencing counter) fails with nothing changed: the holder
+ * still holds, and the waiter keeps its place. */
+static void test_failed_release_changes_nothing(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open_plain();
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("release-broken");
+    dlock_lock_options lo = {.fencing = 1};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *wl = dlt_lock_new(c, id, &lo);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w;
+    waiter_start(&w, wl, 3000);
+    await_queue_len(raw, id, 1);
+    freeReplyObject(dlt_raw_cmd(raw, "SET {%s}:fence oops", id));
+    int rc = dlock_lock_release(holder);
+    assert_true(rc < 0);
+    assert_true(dlt_contains(dlock_errmsg(), "not an integer"));
+    assert_int_equal(queue_len(raw, id), 1);
+    char *v = holder_of(raw, id);
+    assert_non_null(v);
+    assert_string_equal(v, dlock_lock_token(holder));
+    free(v);
+    freeReplyObject(dlt_raw_cmd(raw, "SET {%s}:fence 7", id));
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    assert_int_equal(dlock_lock_fencing_token(wl), 8);
+    dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paused_waiter_ignores_stale_grant),
@@ -374,6 +650,13 @@ int main(void) {
         cmocka_unit_test(test_queue_keys_expire),
         cmocka_unit_test(test_cancel_stops_a_wait),
         cmocka_unit_test(test_killed_subscription_is_remade),
+        cmocka_unit_test(test_expired_grant_record_is_not_a_hold),
+        cmocka_unit_test(test_paused_waiter_keeps_its_turn),
+        cmocka_unit_test(test_refused_subscribe_is_retried),
+        cmocka_unit_test(test_cancel_cut_off_says_it_may_hold),
+        cmocka_unit_test(test_large_fencing_counters),
+        cmocka_unit_test(test_pattern_subscriber_changes_nothing),
+        cmocka_unit_test(test_failed_release_changes_nothing),
     };
     return cmocka_run_group_tests_name("wait", tests, NULL, NULL);
 }

@@ -23,8 +23,10 @@
 #define CLI_EX_CANNOT_EXEC 126 /* the command was found but could not be executed */
 #define CLI_EX_NOT_FOUND   127 /* the command was not found */
 
-/* Longest duration accepted anywhere: the library's own cap on a lease (10^12 ms, ~31 years). */
-#define CLI_DURATION_MAX_MS ((int64_t)1000000000000)
+/* The shortest lease run and acquire accept. Renewal runs every third of the lease, each renewal
+ * is a round trip, and the library keeps a drift margin of 2 ms + 1% of the lease: below this a
+ * network's ordinary delays would lose the lock. Durations are capped by DLOCK_MAX_DURATION_MS. */
+#define CLI_MIN_LEASE_MS 100
 
 /* The connection options every subcommand accepts. Secrets never come from the command line:
  * only from the environment or from a file named here. */
@@ -41,6 +43,7 @@ typedef struct cli_common {
     const char *cacert;
     int insecure;
     int quiet;
+    int verbose;
 } cli_common;
 
 /* getopt_long codes of the common options (beyond any single character). */
@@ -61,9 +64,12 @@ enum {
         {"password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE},                         \
         {"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                               \
         {"cacert", required_argument, NULL, CLI_OPT_CACERT},                                       \
-        {"insecure", no_argument, NULL, CLI_OPT_INSECURE}, {"quiet", no_argument, NULL, 'q'}, {    \
+        {"insecure", no_argument, NULL, CLI_OPT_INSECURE}, {"quiet", no_argument, NULL, 'q'},      \
+        {"verbose", no_argument, NULL, 'v'}, {                                                     \
         "help", no_argument, NULL, 'h'                                                             \
     }
+/* The short forms of the common options, for the end of each getopt_long option string. */
+#define CLI_COMMON_SHORTOPTS "qvh"
 
 /* The help text of the common options, appended to every subcommand's --help. */
 extern const char cli_common_help[];
@@ -73,6 +79,9 @@ extern const char cli_exit_help[];
 /* Applies one common option. Returns 1 if `opt` was one, 0 if not. */
 int cli_common_option(cli_common *c, int opt, const char *arg);
 
+/* After parsing: -q and -v exclude each other. Returns 0 or CLI_EX_USAGE after saying so. */
+int cli_check_verbosity(const char *cmd, const cli_common *c);
+
 /* Reports an unknown option or missing argument (getopt returned '?' or ':'): getopt has
  * already printed why; add the pointer to --help. Returns CLI_EX_USAGE. */
 int cli_usage_hint(const char *cmd);
@@ -80,11 +89,21 @@ int cli_usage_hint(const char *cmd);
 /* Prints "dlock CMD: <message>" and the pointer to --help. Returns CLI_EX_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Prints "dlock: <message>" on stderr. */
+/* Prints "dlock: <message>" on stderr (with -v, after a timestamp). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Checks a lock or debounce id from the command line (1 to 65536 bytes). Returns 0 or
- * CLI_EX_USAGE after saying why. */
+/* With -v only: prints "TIMESTAMP dlock: <message>" on stderr, one line per event (waiting,
+ * acquired, renewed, released, ...). The timestamp is local time, ISO 8601 with milliseconds. */
+void cli_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* 1 once -v/--verbose was given. */
+int cli_verbose(void);
+
+/* Milliseconds on the monotonic clock, for the CLI's own timings. */
+int64_t cli_now_ms(void);
+
+/* Checks a lock or debounce id from the command line (1 to DLOCK_MAX_ID_LEN bytes). Returns 0
+ * or CLI_EX_USAGE after saying why. */
 int cli_check_id(const char *cmd, const char *id);
 
 /* Parses the duration argument of option `opt` into *out_ms; zero is refused unless zero_ok.
@@ -98,9 +117,18 @@ int cli_exit_code_arg(const char *cmd, const char *opt, const char *arg, int *ou
 /* Formats a duration in ms for people: "450ms", "7.2s", "2m05s", "1h30m". */
 void cli_format_ms(int64_t ms, char *buf, size_t size);
 
+/* Who this process is, for the lock's holder record (`dlock status` shows it): "host=H pid=P
+ * since=UTC-TIME cmd=WORDS" with the command's words (argv, NULL-terminated) cut to fit. */
+void cli_holder_text(char *buf, size_t size, const char *const *command);
+
 /* Opens the client as the options and environment say (see cli_common_help). On failure prints
  * the cause and a fix and returns the exit code; 0 on success. */
 int cli_connect(const cli_common *c, dlock_client **out);
+
+/* Removes the secrets the CLI reads (DLOCK_PASSWORD, REDISCLI_AUTH, UPSTASH_REDIS_REST_TOKEN)
+ * from its own environment, and so from any command it runs. cli_connect calls it once the
+ * client is open (before any library thread exists). */
+void cli_scrub_secrets(void);
 
 /* Prints the failure `rc` (< 0) of a library call about `what` with the library's detail and a
  * hint at the fix, and returns the matching exit code. */

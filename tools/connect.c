@@ -52,13 +52,15 @@ static void free_secret(char *s) {
     }
 }
 
-/* True if the URL carries a password (scheme://user:password@host): then it wins over the
- * environment, which may have been set for some other server. */
+/* True if the URL carries a password: then it wins over the environment, which may have been set
+ * for some other server. The userinfo is "user:password@" for redis:// (a bare "user@" is a user
+ * name), and "[user:]password@" for the sentinel schemes (a bare "password@" is a password). */
 static int url_has_password(const char *url) {
     const char *p = strstr(url, "://");
     if (p == NULL) {
         return 0;
     }
+    int sentinel = (size_t)(p - url) >= 9 && memcmp(p - 9, "-sentinel", 9) == 0;
     p += 3;
     size_t authority = strcspn(p, "/?#");
     const char *at = NULL;
@@ -67,7 +69,14 @@ static int url_has_password(const char *url) {
             at = p + i;
         }
     }
-    return at != NULL && memchr(p, ':', (size_t)(at - p)) != NULL;
+    if (at == NULL) {
+        return 0;
+    }
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (colon != NULL) {
+        return 1;
+    }
+    return sentinel && at > p;
 }
 
 static const char *nonempty_env(const char *name) {
@@ -75,13 +84,21 @@ static const char *nonempty_env(const char *name) {
     return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
+void cli_scrub_secrets(void) {
+    static const char *const secrets[] = {"DLOCK_PASSWORD", "REDISCLI_AUTH",
+                                          "UPSTASH_REDIS_REST_TOKEN"};
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        unsetenv(secrets[i]);
+    }
+}
+
 static int is_rest(const char *url) {
     return strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
 }
 
-/* The servers: every --url, else DLOCK_URLS split at its commas, else one from the environment.
- * Sets urls[0..*n-1] (pointing into c, or into *buf, which the caller frees). Returns 0 or an
- * exit code after saying why. */
+/* The servers: every --url, else DLOCK_URLS split at blanks (a URL has none; commas belong to
+ * Cluster seed lists), else the library's environment chain. Sets urls[0..*n-1] (pointing into
+ * c, or into *buf, which the caller frees). Returns 0 or an exit code after saying why. */
 static int choose_servers(const cli_common *c, const char **urls, int *n, char **buf) {
     const char *list = nonempty_env("DLOCK_URLS");
     *n = 0;
@@ -89,6 +106,15 @@ static int choose_servers(const cli_common *c, const char **urls, int *n, char *
     if (c->nurls > CLI_MAX_URLS) {
         cli_error("--url given %d times; a Redlock has at most %d servers", c->nurls, CLI_MAX_URLS);
         return CLI_EX_USAGE;
+    }
+    for (int i = 0; i < c->nurls && i < CLI_MAX_URLS; i++) {
+        if (url_has_password(c->urls[i])) {
+            /* Any user can read a command line (ps, /proc/PID/cmdline): refuse it. */
+            cli_error("--url must not carry a password: the command line is readable by every "
+                      "user (ps); give it with --password-file FILE or DLOCK_PASSWORD, or in "
+                      "REDIS_URL or DLOCK_URLS");
+            return CLI_EX_USAGE;
+        }
     }
     if (c->nurls > 0) {
         memcpy(urls, c->urls, (size_t)c->nurls * sizeof *urls);
@@ -99,8 +125,8 @@ static int choose_servers(const cli_common *c, const char **urls, int *n, char *
             cli_error("out of memory");
             return CLI_EX_OSERR;
         }
-        for (char *save = NULL, *p = strtok_r(*buf, ",", &save); p != NULL;
-             p = strtok_r(NULL, ",", &save)) {
+        for (char *save = NULL, *p = strtok_r(*buf, " \t\n", &save); p != NULL;
+             p = strtok_r(NULL, " \t\n", &save)) {
             if (*n == CLI_MAX_URLS) {
                 cli_error("DLOCK_URLS names more than %d servers", CLI_MAX_URLS);
                 return CLI_EX_USAGE;
@@ -108,18 +134,13 @@ static int choose_servers(const cli_common *c, const char **urls, int *n, char *
             urls[(*n)++] = p;
         }
         server_source = "DLOCK_URLS";
-    } else if ((urls[0] = nonempty_env("UPSTASH_REDIS_REST_URL")) != NULL) {
-        server_source = "UPSTASH_REDIS_REST_URL";
-    } else if ((urls[0] = nonempty_env("REDIS_URL")) != NULL) {
-        server_source = "REDIS_URL";
+        if (*n == 0) {
+            cli_error("DLOCK_URLS names no server");
+            return CLI_EX_USAGE;
+        }
     } else {
-        urls[0] = "redis://127.0.0.1:6379";
+        urls[(*n)++] = dlock_env_url(&server_source); /* the library's own fallback chain */
     }
-    if (*buf != NULL && *n == 0) {
-        cli_error("DLOCK_URLS names no server");
-        return CLI_EX_USAGE;
-    }
-    *n = *n > 0 ? *n : 1; /* one server from the environment or the default */
     return 0;
 }
 
@@ -191,6 +212,8 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     free_secret(password);
     free_secret(token);
     free(list);
+    /* The library has its copies: the commands dlock runs must not inherit the secrets. */
+    cli_scrub_secrets();
     if (rc < 0) {
         return cli_fail(rc, NULL);
     }

@@ -16,7 +16,8 @@ static const char debounce_help[] =
     "the quiet period, and run COMMAND only if no other call came meanwhile: of a burst of\n"
     "calls less than D apart, only the last runs COMMAND. Options go before ID.\n"
     "Exit status: COMMAND's (128+N if signal N killed it), or 0 when a later call\n"
-    "superseded this one (change with -S). COMMAND gets DLOCK_ID in its environment.\n"
+    "superseded this one (change with -S). COMMAND gets DLOCK_ID in its environment, and\n"
+    "not DLOCK_PASSWORD, REDISCLI_AUTH or UPSTASH_REDIS_REST_TOKEN.\n"
     "\n"
     "Options:\n"
     "  -w, --wait D                    quiet period (default 1s)\n"
@@ -26,6 +27,7 @@ static const char debounce_help[] =
     "\n";
 
 struct call {
+    const char *id;
     char **command;
     int ran;
     int exit_code;
@@ -37,6 +39,8 @@ static void run_command(const void *arg, size_t len, void *userdata) {
     (void)len;
     struct call *call = userdata;
     call->ran = 1;
+    cli_event("debounce '%s': this call was the last within the wait; running the command",
+              call->id);
     child_block_signals();
     pid_t pid = child_spawn(call->command);
     if (pid < 0) {
@@ -67,7 +71,8 @@ int cmd_debounce(int argc, char **argv, cli_common *common) {
     int64_t wait_ms = 1000;
     int c, ex = 0, superseded_exit = 0;
     optind = 0; /* "+": stop at ID, so COMMAND's own options are left alone */
-    while (ex == 0 && (c = getopt_long(argc, argv, "+w:S:qh", longopts, NULL)) != -1) {
+    while (ex == 0 &&
+           (c = getopt_long(argc, argv, "+w:S:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (cli_common_option(common, c, optarg)) {
             continue;
         }
@@ -86,7 +91,7 @@ int cmd_debounce(int argc, char **argv, cli_common *common) {
             return cli_usage_hint("debounce");
         }
     }
-    if (ex != 0) {
+    if (ex != 0 || (ex = cli_check_verbosity("debounce", common)) != 0) {
         return ex;
     }
     if (optind >= argc) {
@@ -113,7 +118,7 @@ int cmd_debounce(int argc, char **argv, cli_common *common) {
     if ((ex = cli_connect(common, &client)) != 0) {
         return ex;
     }
-    struct call call = {.command = argv + first};
+    struct call call = {.id = id, .command = argv + first};
     dlock_debounce_options o = {0};
     o.wait_ms = wait_ms;
     o.callback = run_command;
@@ -126,11 +131,14 @@ int cmd_debounce(int argc, char **argv, cli_common *common) {
         return ex;
     }
     setenv("DLOCK_ID", id, 1);
+    char wait[32];
+    cli_format_ms(wait_ms, wait, sizeof wait);
+    cli_event("debounce '%s': counting a call (wait %s)", id, wait);
     rc = dlock_debounce_call_sync(d, NULL, 0);
     if (rc == DLOCK_OK) {
         ex = call.ran ? call.exit_code : CLI_EX_SOFTWARE;
     } else if (rc == DLOCK_SUPERSEDED) {
-        if (!common->quiet && isatty(STDERR_FILENO)) {
+        if (!common->quiet && (isatty(STDERR_FILENO) || common->verbose)) {
             cli_error("debounce '%s': a later call came within the wait; not running the command",
                       id);
         }

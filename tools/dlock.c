@@ -53,9 +53,11 @@ int main(int argc, char **argv) {
     int c;
 
     child_note_inherited_fds();
+    /* getopt names the program in its messages ("dlock: unrecognized option"), not the path. */
+    argv[0] = (char *)"dlock";
     /* "+": the server options may come before the command name; everything after it is the
      * command's to parse (with the same server options accepted there too). */
-    while ((c = getopt_long(argc, argv, "+qhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+" CLI_COMMON_SHORTOPTS "V", longopts, NULL)) != -1) {
         if (cli_common_option(&common, c, optarg)) {
             continue;
         }
@@ -76,6 +78,8 @@ int main(int argc, char **argv) {
         return CLI_EX_USAGE;
     }
     const char *name = argv[optind];
+    /* Each command's getopt messages then read "dlock run: unrecognized option ...". */
+    static char prog[64];
     if (strcmp(name, "version") == 0) {
         return print_version();
     }
@@ -88,13 +92,16 @@ int main(int argc, char **argv) {
         name = argv[optind + 1];
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
             if (strcmp(name, commands[i].name) == 0) {
-                char *help_argv[] = {argv[optind + 1], (char *)"--help", NULL};
+                snprintf(prog, sizeof prog, "dlock %s", name);
+                char *help_argv[] = {prog, (char *)"--help", NULL};
                 return commands[i].fn(2, help_argv, &common);
             }
         }
     } else {
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
             if (strcmp(name, commands[i].name) == 0) {
+                snprintf(prog, sizeof prog, "dlock %s", name);
+                argv[optind] = prog;
                 return commands[i].fn(argc - optind, argv + optind, &common);
             }
         }

@@ -1,8 +1,8 @@
 /* lockcmds.c: `dlock acquire`, `dlock release` and `dlock extend`, for scripts that hold a lock
  * across several commands and pass its token along. */
-#include "child.h"
 #include "cli.h"
-#include "waiter.h"
+#include "json.h"
+#include "lockopts.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,17 +13,17 @@
 static const char acquire_help[] =
     "Usage: dlock acquire [options] ID\n"
     "\n"
-    "Acquire lock ID and print its token on stdout (with --fencing: the token, a space and\n"
-    "the fencing token). The lease is NOT renewed: release the lock with\n"
-    "'dlock release ID TOKEN' or extend it with 'dlock extend ID TOKEN D' before it ends.\n"
+    "Acquire lock ID and print its token on the first line of stdout (with --fencing, the\n"
+    "fencing token on a second line), so that token=$(dlock acquire ID | head -n 1) works.\n"
+    "The lease is NOT renewed: release the lock with 'dlock release ID TOKEN' or extend it\n"
+    "with 'dlock extend ID TOKEN D' before it ends.\n"
     "\n"
     "Options:\n"
-    "  -l, --lease D                 lease of the lock (default 10s)\n"
-    "  -w, --wait D                  wait up to D for the lock (-w 0 is -n)\n"
-    "  -n, --nonblock                fail at once if the lock is held\n"
-    "                                (without -w or -n: 3 tries 100ms apart)\n"
-    "  -E, --conflict-exit-code N    exit status when the lock is held (default 1)\n"
+    "%s"
     "      --fencing                 also take and print a fencing token\n"
+    "  -j, --json                    print one JSON object instead: {\"id\":...,\n"
+    "                                \"id_base64\":...,\"token\":...,\"lease_ms\":N,\n"
+    "                                \"fencing_token\":N (with --fencing only)}\n"
     "\n";
 
 static const char release_help[] =
@@ -41,15 +41,13 @@ static const char extend_help[] =
     "reads the token from stdin. Exit status 0: extended; 1: TOKEN does not hold the lock.\n"
     "\n";
 
-enum { OPT_FENCING = CLI_OPT_FIRST_PRIVATE };
-
 /* Parses options common to the three; the ones that take more are handled by `extra`. */
 static int parse_simple(int argc, char **argv, cli_common *common, const char *cmd,
                         const char *help) {
     static const struct option longopts[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (cli_common_option(common, c, optarg)) {
             continue;
         }
@@ -60,7 +58,7 @@ static int parse_simple(int argc, char **argv, cli_common *common, const char *c
         }
         return cli_usage_hint(cmd);
     }
-    return 0;
+    return cli_check_verbosity(cmd, common);
 }
 
 /* A token from the command line, or from stdin for "-" (so it need not appear in ps). Returns a
@@ -78,60 +76,68 @@ static const char *token_arg(const char *cmd, const char *arg, char *buf, size_t
         cli_usage_error(cmd, "TOKEN must not be empty");
         return NULL;
     }
-    if (strlen(arg) > 512) {
-        cli_usage_error(cmd, "TOKEN is longer than 512 bytes");
+    if (strlen(arg) > DLOCK_MAX_TOKEN_LEN) {
+        cli_usage_error(cmd, "TOKEN is longer than %d bytes", DLOCK_MAX_TOKEN_LEN);
         return NULL;
     }
     return arg;
 }
 
+/* Prints what acquire holds: the token, then the fencing token on its own line (or JSON). */
+static void print_hold(const dlock_lock *lock, const struct lock_args *a, int json) {
+    const char *id = dlock_lock_id(lock), *token = dlock_lock_token(lock);
+    if (!json) {
+        printf("%s\n", token);
+        if (a->fencing) {
+            printf("%" PRId64 "\n", dlock_lock_fencing_token(lock));
+        }
+        return;
+    }
+    printf("{\"id\":");
+    json_string(id, strlen(id));
+    printf(",\"id_base64\":");
+    json_base64(id, strlen(id));
+    printf(",\"token\":");
+    json_string(token, strlen(token));
+    printf(",\"lease_ms\":%" PRId64, a->lease_ms);
+    if (a->fencing) {
+        printf(",\"fencing_token\":%" PRId64, dlock_lock_fencing_token(lock));
+    }
+    printf("}\n");
+}
+
 int cmd_acquire(int argc, char **argv, cli_common *common) {
     static const struct option longopts[] = {
-        {"lease", required_argument, NULL, 'l'},
-        {"wait", required_argument, NULL, 'w'},
-        {"nonblock", no_argument, NULL, 'n'},
-        {"conflict-exit-code", required_argument, NULL, 'E'},
-        {"fencing", no_argument, NULL, OPT_FENCING},
+        LOCK_ARGS_LONGOPTS,
+        {"json", no_argument, NULL, 'j'},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    int64_t lease_ms = 10000, wait_ms = 0;
-    int c, ex = 0, nonblock = 0, wait_set = 0, conflict_exit = CLI_EX_CONFLICT, fencing = 0;
+    struct lock_args a;
+    int c, ex = 0, json = 0;
+    lock_args_init(&a);
     optind = 0;
-    while (ex == 0 && (c = getopt_long(argc, argv, "l:w:nE:qh", longopts, NULL)) != -1) {
-        if (cli_common_option(common, c, optarg)) {
+    while (ex == 0 && (c = getopt_long(argc, argv, LOCK_ARGS_SHORTOPTS "j" CLI_COMMON_SHORTOPTS,
+                                       longopts, NULL)) != -1) {
+        if (cli_common_option(common, c, optarg) ||
+            lock_args_option("acquire", &a, c, optarg, &ex)) {
             continue;
         }
         switch (c) {
-        case 'l':
-            ex = cli_duration_arg("acquire", "--lease", optarg, 0, &lease_ms);
-            break;
-        case 'w':
-            ex = cli_duration_arg("acquire", "--wait", optarg, 1, &wait_ms);
-            wait_set = 1;
-            break;
-        case 'n':
-            nonblock = 1;
-            break;
-        case 'E':
-            ex = cli_exit_code_arg("acquire", "--conflict-exit-code", optarg, &conflict_exit);
-            break;
-        case OPT_FENCING:
-            fencing = 1;
+        case 'j':
+            json = 1;
             break;
         case 'h':
-            fputs(acquire_help, stdout);
+            printf(acquire_help, lock_args_help);
             fputs(cli_common_help, stdout);
             exit(0);
         default:
             return cli_usage_hint("acquire");
         }
     }
-    if (ex != 0) {
+    if (ex != 0 || (ex = cli_check_verbosity("acquire", common)) != 0 ||
+        (ex = lock_args_check("acquire", &a)) != 0) {
         return ex;
-    }
-    if (nonblock && wait_ms > 0) {
-        return cli_usage_error("acquire", "--nonblock and --wait exclude each other");
     }
     if (argc - optind != 1) {
         return cli_usage_error("acquire", argc == optind ? "missing ID" : "too many arguments");
@@ -146,8 +152,12 @@ int cmd_acquire(int argc, char **argv, cli_common *common) {
         return ex;
     }
     dlock_lock_options lo = {0};
-    lo.lease_ms = lease_ms;
-    lo.fencing = fencing;
+    lo.lease_ms = a.lease_ms;
+    lo.fencing = a.fencing;
+    char holder[512];
+    const char *const who[] = {"dlock", "acquire", id, NULL};
+    cli_holder_text(holder, sizeof holder, who);
+    lo.holder = holder;
     dlock_lock *lock = NULL;
     int rc = dlock_lock_new(&lock, client, id, &lo);
     if (rc < 0) {
@@ -155,40 +165,14 @@ int cmd_acquire(int argc, char **argv, cli_common *common) {
         dlock_client_close(client);
         return ex;
     }
-    dlock_acquire_options ao = {0};
-    if (nonblock || (wait_set && wait_ms == 0)) {
-        ao.attempts = 1;
-    } else if (wait_ms > 0) {
-        ao.wait_ms = wait_ms;
-    }
-    child_block_signals();
-    int sig;
-    rc = waiter_acquire(client, lock, &ao, isatty(STDERR_FILENO) && !common->quiet, &sig);
-    if (rc == WAITER_INTERRUPTED) {
-        if (!common->quiet) {
-            cli_error("interrupted while waiting for lock '%s'", id);
-        }
-        _exit(128 + sig);
-    }
-    if (rc == DLOCK_OK) {
-        if (fencing) {
-            printf("%s %" PRId64 "\n", dlock_lock_token(lock), dlock_lock_fencing_token(lock));
-        } else {
-            printf("%s\n", dlock_lock_token(lock));
-        }
+    if ((ex = lock_take("acquire", client, lock, &a, common)) == 0) {
+        print_hold(lock, &a, json);
         if (fflush(stdout) != 0) {
             /* Nobody got the token, so nobody could release it: do it now. */
             cli_error("cannot write the token to stdout; releasing the lock");
             dlock_lock_release(lock);
             ex = CLI_EX_OSERR;
         }
-    } else if (rc == DLOCK_NOT_ACQUIRED) {
-        if (!common->quiet) {
-            waiter_report_conflict(client, id);
-        }
-        ex = conflict_exit;
-    } else {
-        ex = cli_fail_msg(rc, NULL, waiter_errmsg());
     }
     /* Freeing the handle leaves the key in Redis until its lease ends: that is the point. */
     dlock_lock_free(lock);
@@ -227,6 +211,12 @@ static int with_token(cli_common *common, const char *cmd, const char *id, const
         ex = CLI_EX_CONFLICT;
     } else if (rc < 0) {
         ex = cli_fail(rc, cmd);
+    } else if (extend_ms > 0) {
+        char d[32];
+        cli_format_ms(extend_ms, d, sizeof d);
+        cli_event("extended lock '%s' by %s", id, d);
+    } else {
+        cli_event("released lock '%s'", id);
     }
     dlock_lock_free(lock);
     dlock_client_close(client);

@@ -1,5 +1,6 @@
 /* status.c: `dlock status`, which reads a lock's state without taking it. */
 #include "cli.h"
+#include "json.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,26 +16,12 @@ static const char status_help[] =
     "\n"
     "Options:\n"
     "  -t, --token TOKEN   also say whether TOKEN is the holder's ('-' reads it from stdin)\n"
-    "  -j, --json          print one JSON object: {\"id\":...,\"held\":true|false,\n"
-    "                      \"remaining_ms\":N (-1: no expiry),\"token_matches\":true|false\n"
-    "                      (with --token only)}\n"
+    "  -j, --json          print one JSON object: {\"id\":...,\"id_base64\":...,\n"
+    "                      \"held\":true|false,\"remaining_ms\":N (-1: no expiry),\n"
+    "                      \"token_matches\":true|false (with --token only)}. \"id\" is\n"
+    "                      the id as text (bytes that are not UTF-8 become U+FFFD);\n"
+    "                      \"id_base64\" is its exact bytes\n"
     "\n";
-
-/* Writes `s` as a JSON string. Ids are arbitrary bytes; control characters, quotes and
- * backslashes are escaped, and other bytes are passed through as they are. */
-static void json_string(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            printf("\\%c", *p);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            printf("\\u%04x", *p);
-        } else {
-            putchar(*p);
-        }
-    }
-    putchar('"');
-}
 
 int cmd_status(int argc, char **argv, cli_common *common) {
     static const struct option longopts[] = {
@@ -47,7 +34,7 @@ int cmd_status(int argc, char **argv, cli_common *common) {
     int c, json = 0;
     char buf[1024];
     optind = 0;
-    while ((c = getopt_long(argc, argv, "t:jqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:j" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (cli_common_option(common, c, optarg)) {
             continue;
         }
@@ -66,11 +53,15 @@ int cmd_status(int argc, char **argv, cli_common *common) {
             return cli_usage_hint("status");
         }
     }
+    int ex = cli_check_verbosity("status", common);
+    if (ex != 0) {
+        return ex;
+    }
     if (argc - optind != 1) {
         return cli_usage_error("status", argc == optind ? "missing ID" : "too many arguments");
     }
     const char *id = argv[optind];
-    int ex = cli_check_id("status", id);
+    ex = cli_check_id("status", id);
     if (ex != 0) {
         return ex;
     }
@@ -89,8 +80,17 @@ int cmd_status(int argc, char **argv, cli_common *common) {
     if ((ex = cli_connect(common, &client)) != 0) {
         return ex;
     }
-    dlock_lock_info info;
-    int rc = dlock_lock_inspect(client, id, token, &info);
+    dlock_lock_details details;
+    dlock_lock_info info = {0};
+    int rc = dlock_lock_inspect_details(client, id, &details);
+    if (rc == DLOCK_OK) {
+        info = details.info;
+        if (token != NULL && info.held) { /* the full token is compared by the library */
+            dlock_lock_info mine;
+            rc = dlock_lock_inspect(client, id, token, &mine);
+            info.token_matches = rc == DLOCK_OK && mine.held && mine.token_matches;
+        }
+    }
     if (rc < 0) {
         ex = cli_fail(rc, "status");
         dlock_client_close(client);
@@ -98,13 +98,21 @@ int cmd_status(int argc, char **argv, cli_common *common) {
     }
     if (json) {
         printf("{\"id\":");
-        json_string(id);
+        json_string(id, strlen(id));
+        printf(",\"id_base64\":");
+        json_base64(id, strlen(id));
         printf(",\"held\":%s,\"remaining_ms\":%" PRId64, info.held ? "true" : "false",
                info.held ? info.remaining_ms : (int64_t)0);
         if (token != NULL) {
             printf(",\"token_matches\":%s", info.token_matches ? "true" : "false");
         }
-        printf("}\n");
+        printf(",\"holder\":");
+        if (info.held && details.holder[0] != '\0') {
+            json_string(details.holder, strlen(details.holder));
+        } else {
+            printf("null");
+        }
+        printf(",\"fencing_counter\":%" PRId64 "}\n", details.fencing_counter);
     } else if (!info.held) {
         printf("%s: free\n", id);
     } else {
@@ -117,6 +125,9 @@ int cmd_status(int argc, char **argv, cli_common *common) {
         } else {
             cli_format_ms(info.remaining_ms, left, sizeof left);
             printf("%s: %s, %s of its lease left\n", id, whose, left);
+        }
+        if (details.holder[0] != '\0') {
+            printf("  holder: %s\n", details.holder);
         }
     }
     dlock_client_close(client);

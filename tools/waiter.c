@@ -37,52 +37,25 @@ static void *acquire_thread(void *arg) {
     return NULL;
 }
 
-/* A random UUID v4, like the library's own tokens (and @upstash/lock's). */
-static int make_token(char out[37]) {
-    unsigned char b[16];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    ssize_t n = read(fd, b, sizeof b);
-    close(fd);
-    if (n != (ssize_t)sizeof b) {
-        return -1;
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-    return 0;
-}
-
 static void print_notice(dlock_client *client, const char *id, int64_t waited_ms, int64_t wait_ms) {
     dlock_lock_info info;
-    char left[32], limit[32];
+    char left[32], limit[64] = "";
     if (dlock_lock_inspect(client, id, NULL, &info) != DLOCK_OK) {
         return; /* the helper will meet the same failure and report it */
     }
-    if (wait_ms > 0) {
-        cli_format_ms(wait_ms - waited_ms > 0 ? wait_ms - waited_ms : 0, limit, sizeof limit);
+    if (wait_ms > 0 && wait_ms < DLOCK_MAX_DURATION_MS) { /* not -w forever */
+        cli_format_ms(wait_ms - waited_ms > 0 ? wait_ms - waited_ms : 0, left, sizeof left);
+        snprintf(limit, sizeof limit, "; giving up in %s", left);
     }
     if (!info.held) {
-        fprintf(stderr, "dlock: waiting for lock '%s' (it was just released; retrying)\n", id);
+        cli_error("waiting for lock '%s' (it was just released; retrying)", id);
     } else if (info.remaining_ms < 0) {
-        fprintf(stderr, "dlock: waiting for lock '%s': held by another holder with no expiry%s%s\n",
-                id, wait_ms > 0 ? "; giving up in " : "", wait_ms > 0 ? limit : "");
+        cli_error("waiting for lock '%s': held by another holder with no expiry%s", id, limit);
     } else {
         cli_format_ms(info.remaining_ms, left, sizeof left);
-        fprintf(stderr,
-                "dlock: waiting for lock '%s': held by another holder, %s of its lease left%s%s\n",
-                id, left, wait_ms > 0 ? "; giving up in " : "", wait_ms > 0 ? limit : "");
+        cli_error("waiting for lock '%s': held by another holder, %s of its lease left%s", id, left,
+                  limit);
     }
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Releases what the helper may have acquired with `token`, on a handle of our own (the helper's
@@ -134,7 +107,7 @@ int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_o
     last.lock = lock;
     last.options = *options;
     last.waiter = pthread_self();
-    if (make_token(token) == 0) {
+    if (dlock_token_uuid(token) == DLOCK_OK) {
         last.options.token = token;
     }
     pthread_t t;
@@ -143,19 +116,20 @@ int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_o
         cli_error("cannot start a thread: %s", strerror(err));
         return DLOCK_ESYS;
     }
-    int64_t start = now_ms();
+    int64_t start = cli_now_ms();
     int noticed = !notice;
     while (!atomic_load(&last.done)) {
         siginfo_t si;
         int sig;
         if (!noticed) {
-            int64_t left = NOTICE_AFTER_MS - (now_ms() - start);
+            int64_t left = NOTICE_AFTER_MS - (cli_now_ms() - start);
             struct timespec ts = {left / 1000, (left % 1000) * 1000000};
             sig = left > 0 ? sigtimedwait(child_signal_set(), &si, &ts) : -1;
             if (sig < 0 && (left <= 0 || errno == EAGAIN)) {
                 noticed = 1;
                 if (!atomic_load(&last.done)) {
-                    print_notice(client, dlock_lock_id(lock), now_ms() - start, options->wait_ms);
+                    print_notice(client, dlock_lock_id(lock), cli_now_ms() - start,
+                                 options->wait_ms);
                 }
                 continue;
             }
@@ -177,17 +151,30 @@ const char *waiter_errmsg(void) {
     return last.errmsg;
 }
 
-void waiter_report_conflict(dlock_client *client, const char *id) {
+int waiter_conflict(dlock_client *client, const char *id, const char *how, int quiet) {
     dlock_lock_info info;
-    char left[32];
-    if (dlock_lock_inspect(client, id, NULL, &info) == DLOCK_OK && info.held) {
-        if (info.remaining_ms >= 0) {
-            cli_format_ms(info.remaining_ms, left, sizeof left);
-            cli_error("lock '%s' is held by another holder (%s of its lease left)", id, left);
-        } else {
-            cli_error("lock '%s' is held by another holder (with no expiry)", id);
-        }
-    } else {
-        cli_error("lock '%s' is held by another holder", id);
+    char left[32], lease[64] = "";
+    int rc = dlock_lock_inspect(client, id, NULL, &info);
+    if (rc == DLOCK_ESERVER || rc == DLOCK_EPROTO) {
+        /* SET NX found a key, but not one a lock could be: a list, a hash, ... (WRONGTYPE). */
+        char what[96];
+        snprintf(what, sizeof what, "lock '%.40s%s' cannot be taken", id,
+                 strlen(id) > 40 ? "..." : "");
+        return cli_fail(rc, what);
     }
+    if (quiet) {
+        return 0;
+    }
+    if (rc == DLOCK_OK && info.held && info.remaining_ms >= 0) {
+        cli_format_ms(info.remaining_ms, left, sizeof left);
+        snprintf(lease, sizeof lease, " (%s of its lease left)", left);
+    } else if (rc == DLOCK_OK && info.held) {
+        snprintf(lease, sizeof lease, " (with no expiry)");
+    }
+    if (how[0] != '\0') {
+        cli_error("lock '%s' is still held by another holder %s%s", id, how, lease);
+    } else {
+        cli_error("lock '%s' is held by another holder%s", id, lease);
+    }
+    return 0;
 }

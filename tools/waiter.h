@@ -28,8 +28,11 @@ int waiter_acquire(dlock_client *client, dlock_lock *lock, const dlock_acquire_o
  * the helper thread that made the call). */
 const char *waiter_errmsg(void);
 
-/* Says on stderr that `id` is held by another holder, with its remaining lease if it can be read
- * (best effort: one more round trip). */
-void waiter_report_conflict(dlock_client *client, const char *id);
+/* After an acquire of `id` found it taken: reads what holds it (one more round trip) and, unless
+ * `quiet`, says on stderr that another holder has it, `how` the acquire tried ("after waiting
+ * 5.0s", "after 3 tries 100ms apart", or "") and the holder's remaining lease. Returns 0 for such
+ * a conflict, or, if the key is no lock at all (a list: Redis answers WRONGTYPE), the exit code
+ * after printing Redis's text: an error is never reported as "held". */
+int waiter_conflict(dlock_client *client, const char *id, const char *how, int quiet);
 
 #endif /* DLOCK_CLI_WAITER_H */

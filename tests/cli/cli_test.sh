@@ -3,9 +3,13 @@
 #
 #   tests/cli/cli_test.sh PATH/TO/dlock
 #
-# Starts two private servers on free ports in a temp dir (one open, one with a password), stops
-# them by PID at exit, and prints "N passed, N failed" as its last line; exits 1 on any failure.
-# Needs bash, coreutils, redis-server and redis-cli (Debian: redis-server redis-tools).
+# Runs against the servers of the CTest fixture (tests/harness/redis-env.sh) named by
+# DLOCK_TEST_ENV_DIR, as the other suites do: the plain one (its database 11, so that no other
+# suite's keys meet these) and the one with a password. Run by hand without it, the script starts
+# such a fixture of its own. The destructive test (SIGSTOP) gets a private server. Every server
+# started here is stopped by PID at exit. Prints "N passed, N failed" as its last line; exits 1
+# on any failure. Needs bash, coreutils, python3, redis-server and redis-cli (Debian:
+# redis-server redis-tools).
 set -u
 
 DLOCK=${1:?usage: cli_test.sh PATH/TO/dlock}
@@ -20,7 +24,6 @@ command -v redis-server >/dev/null || {
 }
 
 TMP=$(mktemp -d /tmp/dlock-cli-test.XXXXXX)
-PASSWORD="pw-$RANDOM-$RANDOM-secret"
 REST_TOKEN="rest-$RANDOM-$RANDOM-token"
 ALL_OUTPUT=$TMP/all-output # every byte any dlock call printed, checked for secrets at the end
 : >"$ALL_OUTPUT"
@@ -29,70 +32,21 @@ FAILED=0
 
 # --- servers ----------------------------------------------------------------------------------
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+HARNESS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../harness" && pwd)
+# shellcheck source=../harness/redis-lib.sh
+. "$HARNESS/redis-lib.sh"
 
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        port_in_use "$p" || {
-            echo "$p"
-            return
-        }
-    done
-}
-
-# start_server NAME [redis-server options...]: starts a server, retrying on a port clash, and
-# sets NAME_PORT.
-start_server() {
-    local name=$1 port i try
-    shift
-    for try in 1 2 3 4 5; do
-        port=$(free_port)
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --daemonize yes --pidfile "$TMP/$name.pid" --logfile "$TMP/$name.log" --dir "$TMP" \
-            "$@" >/dev/null 2>&1
-        for i in $(seq 1 100); do
-            if [ -s "$TMP/$name.pid" ] && [ "$(redis-cli -p "$port" --no-auth-warning \
-                ${REDISCLI_AUTH_FOR:+-a "$REDISCLI_AUTH_FOR"} ping 2>/dev/null)" = PONG ]; then
-                printf -v "${name}_PORT" %s "$port"
-                return 0
-            fi
-            sleep 0.05
-        done
-        stop_server "$name"
-    done
-    echo "cli_test.sh: could not start redis-server ($name); see $TMP/$name.log" >&2
-    exit 2
-}
-
-stop_server() {
-    local pid i
-    pid=$(cat "$TMP/$1.pid" 2>/dev/null) || return 0
-    # Only a live redis-server: a stale PID file must never make us signal a reused PID.
-    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = redis-server ]; then
-        kill -CONT "$pid" 2>/dev/null # a test may have stopped it; SIGTERM waits for SIGCONT
-        kill -TERM "$pid" 2>/dev/null
-        for i in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -KILL "$pid" 2>/dev/null
-    fi
-    rm -f "$TMP/$1.pid"
-}
-
+OWN_ENV=
 cleanup() {
     # Children of this script (background dlock runs) first, by the PIDs we started.
     local pid
     for pid in $(jobs -p); do
         kill -TERM "$pid" 2>/dev/null
     done
-    stop_server main
-    stop_server auth
-    stop_server victim
+    dl_redis_stop "$TMP/victim.pid"
+    if [ -n "$OWN_ENV" ]; then
+        bash "$HARNESS/redis-env.sh" stop "$OWN_ENV" >/dev/null
+    fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -100,17 +54,29 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-start_server main
-REDISCLI_AUTH_FOR=$PASSWORD start_server auth --requirepass "$PASSWORD"
-URL=redis://127.0.0.1:$main_PORT
+ENV_DIR=${DLOCK_TEST_ENV_DIR:-}
+if [ -z "$ENV_DIR" ] || [ ! -f "$ENV_DIR/env" ]; then
+    OWN_ENV=$TMP/env
+    ENV_DIR=$OWN_ENV
+    bash "$HARNESS/redis-env.sh" start "$ENV_DIR" >/dev/null || exit 2
+fi
+# shellcheck source=/dev/null
+. "$ENV_DIR/env"
+main_PORT=$DLOCK_TEST_PORT
+auth_PORT=$DLOCK_TEST_ACL_PORT
+PASSWORD=$DLOCK_TEST_DEFAULT_PASS # the default user's, on the server with a password
+DB=11
+URL=redis://127.0.0.1:$main_PORT/$DB
 AUTH_URL=redis://127.0.0.1:$auth_PORT
-DEAD_URL=redis://127.0.0.1:$(free_port)
+DEAD_URL=redis://127.0.0.1:$(dl_free_port)
 export REDIS_URL=$URL
 unset UPSTASH_REDIS_REST_URL UPSTASH_REDIS_REST_TOKEN DLOCK_PASSWORD REDISCLI_AUTH
 
 rcli() {
-    redis-cli -p "$main_PORT" "$@"
+    redis-cli -p "$main_PORT" -n "$DB" "$@"
 }
+# Keys of an earlier run against the same fixture (a re-run of this test by hand).
+rcli flushdb >/dev/null
 
 # --- assertions -------------------------------------------------------------------------------
 
@@ -190,6 +156,13 @@ t "unknown command" 64 "$D" frobnicate
 err_has "unknown command is named" "unknown command 'frobnicate'"
 t "unknown option" 64 "$D" run --bogus x -- true
 err_has "unknown option points to help" "Try 'dlock run --help'"
+err_has "getopt's message names dlock and the command" "dlock run: unrecognized option '--bogus'"
+t "unknown top-level option" 64 "$D" --bogus status x
+err_has "top-level getopt message names dlock" "dlock: unrecognized option '--bogus'"
+t "missing option argument" 64 "$D" acquire x -l
+err_has "missing argument names dlock acquire" "dlock acquire: option requires an argument"
+t "-q with -v" 64 "$D" status -q -v x
+err_has "-q with -v says so" "--quiet and --verbose exclude each other"
 t "run without command" 64 "$D" run x
 err_has "run without command says so" "missing COMMAND"
 t "run options after ID" 64 "$D" run x -n true
@@ -202,6 +175,10 @@ t "-n with -w" 64 "$D" run -n -w 1s x -- true
 t "bad -E" 64 "$D" run -E 300 x -- true
 err_has "bad -E names the option" "--conflict-exit-code"
 t "bad --on-lost" 64 "$D" run --on-lost explode x -- true
+t "acquire -n with -w" 64 "$D" acquire -n -w 1s x
+err_has "acquire -n with -w says so, as run does" "--nonblock and --wait exclude each other"
+t "-c with a COMMAND" 64 "$D" run -c 'true' x -- true
+err_has "-c with a COMMAND says so" "-c and a COMMAND after ID exclude each other"
 
 # --- durations --------------------------------------------------------------------------------
 
@@ -215,6 +192,12 @@ t "run --kill-grace negative" 64 "$D" run --kill-grace -3s x -- true
 err_has "run --kill-grace names the option" "--kill-grace: '-3s' is negative"
 t "acquire -l overflow" 64 "$D" acquire -l 18446744073709551617ms x
 err_has "overflow is too large" "is too large"
+for short in 1ms 50ms 99ms 0.05s; do
+    t "run --lease $short is below the floor" 64 "$D" run --lease "$short" x -- true
+    err_has "run --lease $short names the floor" "shorter than 100ms, the shortest lease"
+done
+t "acquire --lease 1ms is below the floor" 64 "$D" acquire -l 1ms x
+t "run --lease 100ms (the floor) holds the lock" 0 "$D" run -n -l 100ms floor -- sleep 0.4
 t "extend D zero" 64 "$D" extend x tok 0
 t "debounce --wait zero" 64 "$D" debounce --wait 0 x -- true
 err_has "debounce --wait zero says why" "must be greater than zero"
@@ -240,6 +223,17 @@ err_has "over-long id says so" "longer than 65536"
 t "odd id works" 0 "$D" acquire -l 5s $'we ird "id"\n{x}'
 t "status --json escapes the id" 0 "$D" status --json $'we ird "id"\n{x}'
 out_has "status --json escaped" '"id":"we ird \"id\"\u000a{x}"'
+# Ids are bytes: one that is not UTF-8 still gives valid JSON, with its exact bytes in base64.
+json_id_ok() { # json_id_ok FILE ID-HEX: FILE is one JSON object whose id_base64 decodes to ID
+    python3 -c 'import base64, json, sys
+o = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
+sys.exit(0 if base64.b64decode(o["id_base64"]) == bytes.fromhex(sys.argv[2]) else 1)' "$1" "$2"
+}
+t "status --json with a non-UTF-8 id" 1 "$D" status --json $'bin\xff\xfe\xc3(id'
+check "status --json is valid JSON for a non-UTF-8 id" json_id_ok "$TMP/out" 62696efffec3286964
+out_has "status --json: bytes that are not UTF-8 become U+FFFD" '"id":"bin\ufffd\ufffd\ufffd(id"'
+t "status --json with a UTF-8 id" 1 "$D" status --json 'café ✓'
+out_has "status --json passes UTF-8 through" '"id":"café ✓"'
 
 for bad in "foo://x" "not a url" "redis://" "redis://host:99999" "redis://[::1"; do
     t "--url '$bad' is a usage error" 64 "$D" status --url "$bad" x
@@ -267,20 +261,24 @@ t "acquire conflict -E 7" 7 "$D" acquire -n -E 7 k1
 t "acquire conflict -q is silent" 1 "$D" acquire -n -q k1
 check "acquire -q printed nothing" test ! -s "$TMP/err"
 t "acquire conflict (default tries)" 1 "$D" acquire k1
+err_has "default tries: the conflict says how it tried" "after 3 tries 100ms apart"
 t "acquire -w 300ms conflict" 1 "$D" acquire -w 300ms k1
+err_has "-w conflict says it waited, and how long" "is still held by another holder after waiting 3"
 t "status held" 0 "$D" status k1
 out_has "status says held" "k1: held, "
+out_has "status says who holds it" "  holder: host="
+out_has "status names the holder's command" "cmd=dlock acquire k1"
 check "status never shows the holder's token" sh -c "! grep -qF '$TOKEN' '$TMP/out' '$TMP/err'"
 t "status --token matching" 0 "$D" status --token "$TOKEN" k1
 out_has "status --token says so" "held by this token"
 t "status --token other" 1 "$D" status --token nope k1
 out_has "status --token other says so" "held by another token"
 t "status --json" 0 "$D" status --json --token "$TOKEN" k1
-check "status --json shape" grep -qE '^\{"id":"k1","held":true,"remaining_ms":[0-9]+,"token_matches":true\}$' "$TMP/out"
+check "status --json shape" grep -qE '^\{"id":"k1","id_base64":"azE=","held":true,"remaining_ms":[0-9]+,"token_matches":true,"holder":"host=[^ ]+ pid=[0-9]+ since=[0-9T:Z-]+ cmd=dlock acquire k1","fencing_counter":0\}$' "$TMP/out"
 t "status free" 1 "$D" status nothing-here
 out_has "status says free" "nothing-here: free"
 t "status --json free" 1 "$D" status -j nothing-here
-out_has "status --json free shape" '{"id":"nothing-here","held":false,"remaining_ms":0}'
+out_has "status --json free shape" '{"id":"nothing-here","id_base64":"bm90aGluZy1oZXJl","held":false,"remaining_ms":0,"holder":null,"fencing_counter":0}'
 rcli set noexp x >/dev/null
 t "status no expiry" 0 "$D" status noexp
 out_has "status says no expiry" "no expiry"
@@ -291,40 +289,89 @@ err_has "extend wrong token explained" "not held with this token"
 t "release wrong token" 1 "$D" release k1 wrong
 check "wrong release left the lock" held k1
 t "release with token from stdin" 0 sh -c "echo '$TOKEN' | '$D' release k1 -"
-check "release deleted the key" sh -c "! [ \"\$(redis-cli -p $main_PORT exists k1)\" = 1 ]"
+check "release deleted the key" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists k1)\" = 1 ]"
 t "release again" 1 "$D" release k1 "$TOKEN"
 t "extend after release" 1 "$D" extend k1 "$TOKEN" 5s
 t "acquire --fencing" 0 "$D" acquire --fencing -l 1s fk
-f1=$(awk '{print $2}' "$TMP/out")
+check "acquire --fencing: the first line is the token alone" \
+    grep -qxE '[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}' <(head -n 1 "$TMP/out")
+check "acquire --fencing: the first line is what the key holds" test "$(head -n 1 "$TMP/out")" = "$(rcli get fk)"
+f1=$(sed -n 2p "$TMP/out")
+check "acquire --fencing: the second line is the fencing number ($f1)" grep -qxE '[1-9][0-9]*' <(echo "$f1")
+check "acquire --fencing: two lines" test "$(wc -l <"$TMP/out")" = 2
 rcli del fk >/dev/null
 t "acquire --fencing again" 0 "$D" acquire --fencing -l 1s fk
-f2=$(awk '{print $2}' "$TMP/out")
+f2=$(sed -n 2p "$TMP/out")
 check "fencing tokens increase ($f1 < $f2)" test "$f1" -lt "$f2"
+# The README's pattern: the token from acquire's first line releases the lock.
+rcli del fk >/dev/null
+tok=$("$D" acquire --fencing -l 5s fk | head -n 1)
+t "token=\$(dlock acquire --fencing | head -n 1) releases" 0 "$D" release fk "$tok"
+t "acquire --json" 0 "$D" acquire --json --fencing -l 5s fk
+check "acquire --json shape" grep -qE '^\{"id":"fk","id_base64":"Zms=","token":"[0-9a-f-]{36}","lease_ms":5000,"fencing_token":[0-9]+\}$' "$TMP/out"
 rcli del fk >/dev/null
 
 # A key of another type makes the server answer with an error.
 rcli hset ahash f v >/dev/null
 t "server error reply" 76 "$D" status ahash
 err_has "server error shows the server's text" "WRONGTYPE"
+# A key that is no lock is an error, never "held by another holder".
+rcli rpush alist a b >/dev/null
+for cmd in "acquire -n alist" "acquire alist" "acquire -q -n alist" "run -n alist -- true"; do
+    # shellcheck disable=SC2086 # the words are the command line
+    t "$cmd on a list: exit 76" 76 "$D" $cmd
+    err_has "$cmd on a list: Redis's text" "WRONGTYPE"
+    check "$cmd on a list: not called held" sh -c "! grep -q 'another holder' '$TMP/err'"
+done
 
 # --- run --------------------------------------------------------------------------------------
 
+t "run records who holds it" 0 "$D" run -n hr -- "$D" status hr
+out_has "run: status inside shows the command as holder" "cmd=$D status hr"
+t "run: the holder record goes with the lock" 1 "$D" status --json hr
+out_has "run: no holder after release" '"holder":null'
 t "run passes the exit status" 3 "$D" run -n r1 -- sh -c 'exit 3'
-check "run released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT exists r1)\" = 1 ]"
+check "run released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
 t "run without --" 0 "$D" run -n r1 true
 t "run: 128+signal" 137 "$D" run -n r1 -- sh -c 'kill -KILL $$'
-check "run released after a killed child" sh -c "! [ \"\$(redis-cli -p $main_PORT exists r1)\" = 1 ]"
-t "run: environment" 0 "$D" run -n r1 -- sh -c 'echo "id=$DLOCK_ID tok=$DLOCK_TOKEN fence=${DLOCK_FENCING_TOKEN-unset}"; redis-cli -p '"$main_PORT"' get r1'
+check "run released after a killed child" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
+t "run: environment" 0 "$D" run -n r1 -- sh -c 'echo "id=$DLOCK_ID tok=$DLOCK_TOKEN fence=${DLOCK_FENCING_TOKEN-unset}"; redis-cli -p '"$main_PORT"' -n '"$DB"' get r1'
 check "run: DLOCK_TOKEN is the stored token" awk 'NR==1{split($2,a,"=")} NR==2{exit !(a[2]==$0)}' "$TMP/out"
 out_has "run: DLOCK_ID" "id=r1 "
 out_has "run: no fencing token without --fencing" "fence=unset"
 t "run --fencing" 0 "$D" run -n --fencing r1 -- sh -c 'test "$DLOCK_FENCING_TOKEN" -gt 0'
+t "run -c (before ID)" 7 "$D" run -n -c 'test "$DLOCK_ID" = r1 && exit 7' r1
+t "run ID -c (flock's order)" 8 "$D" run -n r1 -c 'test -n "$DLOCK_TOKEN" && exit 8'
+t "run -c uses \$SHELL" 0 env SHELL=/bin/bash "$D" run -n r1 -c 'test -n "$BASH_VERSION"'
+t "run -c without SHELL uses /bin/sh" 0 env -u SHELL "$D" run -n r1 -c 'exit 0'
+check "run -c released the lock" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
+
+# -v: one timestamped line per event.
+t "run -v" 0 "$D" run -v -n -l 300ms vb -- sleep 0.5
+for ev in "acquiring lock 'vb' (lease 300ms, one try)" "acquired lock 'vb' after" \
+    "started the command (pid" "renewed lock 'vb' (lease 300ms)" \
+    "the command exited with status 0" "released lock 'vb' after holding it"; do
+    err_has "run -v says: $ev" "$ev"
+done
+check "run -v lines start with a timestamp" \
+    sh -c "grep -v -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}[+-][0-9]{4} dlock: ' '$TMP/err' && exit 1 || exit 0"
+t "run without -v is silent" 0 "$D" run -n -l 300ms vb -- sleep 0.5
+check "run without -v printed nothing" test ! -s "$TMP/err"
+t "acquire -v --fencing" 0 "$D" acquire -v --fencing -l 5s vb
+err_has "acquire -v names the fencing token" "fencing token $(sed -n 2p "$TMP/out"))"
+t "release -v" 0 "$D" release -v vb "$(head -n 1 "$TMP/out")"
+err_has "release -v says released" "released lock 'vb'"
+
+# -w forever: waits with no limit (here until the holder's lease ends).
+t "holder for -w forever" 0 "$D" acquire -l 1s wf
+t "run -w forever waits for the lease to end" 0 timeout 10 "$D" run -w forever wf -- true
+t "run -w bogus" 64 "$D" run -w forevr wf -- true
 t "run: command not found" 127 "$D" run -n r1 -- /nonexistent/cmd
 err_has "run: not found explained" "cannot run '/nonexistent/cmd'"
 printf 'not a program\n' >"$TMP/noexec"
 chmod 644 "$TMP/noexec"
 t "run: command not executable" 126 "$D" run -n r1 -- "$TMP/noexec"
-check "run released after exec failure" sh -c "! [ \"\$(redis-cli -p $main_PORT exists r1)\" = 1 ]"
+check "run released after exec failure" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists r1)\" = 1 ]"
 t "run: command's options are its own" 0 "$D" run -n r1 -- ls -l -d /
 t "run: stdin and fds pass through" 0 sh -c "echo hi | '$D' run -n r1 -- sh -c 'read x && test \"\$x\" = hi && echo via3 >&3' 3>'$TMP/fd3'"
 check "run: fd 3 reached the command" grep -q via3 "$TMP/fd3"
@@ -350,7 +397,7 @@ sleep 1
 t "lease renewed at 2.5s: conflict" 1 "$D" run -n ol -- true
 wait "$pid"
 check "long command exit 0" test $? = 0
-check "lock released after the long command" sh -c "! [ \"\$(redis-cli -p $main_PORT exists ol)\" = 1 ]"
+check "lock released after the long command" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists ol)\" = 1 ]"
 
 # SIGTERM to dlock run stops the child and releases the lock.
 "$D" run st -- sh -c "echo \$\$ >'$TMP/st.pid'; exec sleep 30" &
@@ -362,7 +409,7 @@ wait "$pid"
 rc=$?
 check "SIGTERM: exit 143 (got $rc)" test "$rc" = 143
 check "SIGTERM: child gone" sh -c "! kill -0 $(cat "$TMP/st.pid") 2>/dev/null"
-check "SIGTERM: lock released" sh -c "! [ \"\$(redis-cli -p $main_PORT exists st)\" = 1 ]"
+check "SIGTERM: lock released" sh -c "! [ \"\$(redis-cli -p $main_PORT -n $DB exists st)\" = 1 ]"
 
 # SIGKILL to dlock run: nobody renews the lease any more, so the command must not outlive dlock
 # (the kernel sends it SIGKILL when dlock dies: PR_SET_PDEATHSIG). The lock stays until its lease
@@ -461,7 +508,8 @@ check "kill-grace: within 5s (${ms}ms)" test "$ms" -lt 5000
 cat "$TMP/kg.err" >>"$ALL_OUTPUT"
 
 # Redis becoming unreachable (a stopped server) also loses the lock once the lease runs out.
-start_server victim
+dl_redis_start "$TMP" victim || exit 2
+victim_PORT=$DL_REDIS_PORT
 "$D" run --url "redis://127.0.0.1:$victim_PORT" -l 1s --kill-grace 1s vk -- sleep 30 \
     2>"$TMP/vk.err" &
 pid=$!
@@ -530,7 +578,7 @@ wait "$wq1"
 rc=$?
 check "interrupted queued wait: exit 130 (got $rc)" test "$rc" = 130
 check "interrupted queued wait: its token left {wq}:queue" \
-    sh -c "! redis-cli -p $main_PORT lrange '{wq}:queue' 0 -1 | grep -qxF '$wq1_token'"
+    sh -c "! redis-cli -p $main_PORT -n $DB lrange '{wq}:queue' 0 -1 | grep -qxF '$wq1_token'"
 check "interrupted queued wait: its entry left {wq}:waiters" \
     test "$(rcli hexists "{wq}:waiters" "$wq1_token")" = 0
 check "interrupted queued wait: the other waiter is still queued" queue_len_is wq 1
@@ -602,14 +650,30 @@ t "auth: missing --password-file" 66 "$D" status --url "$AUTH_URL" --password-fi
 err_has "auth: missing file named" "cannot read --password-file"
 : >"$TMP/empty"
 t "auth: empty --password-file" 66 "$D" status --url "$AUTH_URL" --password-file "$TMP/empty" a
-t "auth: password in the URL" 1 "$D" status --url "redis://:$PASSWORD@127.0.0.1:$auth_PORT" a
-t "auth: wrong password in the URL" 77 "$D" status --url "redis://:wrong$PASSWORD@127.0.0.1:$auth_PORT" a
+t "auth: a password in --url is refused" 64 "$D" status --url "redis://:$PASSWORD@127.0.0.1:$auth_PORT" a
+err_has "auth: --url password refusal points to the safe ways" "--password-file FILE or DLOCK_PASSWORD"
+t "auth: a sentinel URL's bare password in --url is refused" 64 "$D" status --url "redis-sentinel://$PASSWORD@127.0.0.1:1#m" a
+t "auth: a sentinel URL's user:password in --url is refused" 64 "$D" status --url "redis-sentinel://u:$PASSWORD@127.0.0.1:1#m" a
+t "auth: a user name alone in --url is no password (DLOCK_PASSWORD applies)" 1 \
+    env DLOCK_PASSWORD="$PASSWORD" "$D" status --url "redis://default@127.0.0.1:$auth_PORT" a
+t "auth: a password in REDIS_URL (not the command line) works" 1 \
+    env REDIS_URL="redis://:$PASSWORD@127.0.0.1:$auth_PORT" "$D" status a
+t "auth: wrong password in REDIS_URL" 77 env REDIS_URL="redis://:wrong$PASSWORD@127.0.0.1:$auth_PORT" "$D" status a
+# The command run by dlock does not inherit the secrets dlock read.
+t "secrets: run scrubs them from the command's environment" 0 \
+    env DLOCK_PASSWORD="$PASSWORD" REDISCLI_AUTH="$PASSWORD" UPSTASH_REDIS_REST_TOKEN="$REST_TOKEN" \
+    "$D" run -n --url "$AUTH_URL" sec -- sh -c 'echo "${DLOCK_PASSWORD-unset} ${REDISCLI_AUTH-unset} ${UPSTASH_REDIS_REST_TOKEN-unset}"'
+out_has "secrets: none reached the command" "unset unset unset"
+t "secrets: debounce scrubs them too" 0 \
+    env DLOCK_PASSWORD="$PASSWORD" REDISCLI_AUTH="$PASSWORD" \
+    "$D" debounce -w 100ms --url "$AUTH_URL" secd -- sh -c 'echo "${DLOCK_PASSWORD-unset} ${REDISCLI_AUTH-unset}"'
+out_has "secrets: none reached the debounced command" "unset unset"
 t "--cacert missing" 66 "$D" status --cacert "$TMP/nope.pem" x
 err_has "--cacert missing named" "cannot read --cacert"
 t "--token-file missing" 66 "$D" status --token-file "$TMP/nope" x
 # A REST URL that nobody serves: unreachable (or, in a build without REST, a usage error); the
 # token must not show either way.
-t "rest: unreachable" 69 env UPSTASH_REDIS_REST_URL="http://127.0.0.1:$(free_port)" \
+t "rest: unreachable" 69 env UPSTASH_REDIS_REST_URL="http://127.0.0.1:$(dl_free_port)" \
     UPSTASH_REDIS_REST_TOKEN="$REST_TOKEN" "$D" status x
 if grep -q "not available in this build" "$TMP/err"; then
     FAILED=$((FAILED - 1)) # the t above; REST is optional at build time

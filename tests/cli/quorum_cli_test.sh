@@ -69,8 +69,8 @@ check "second acquire: held by another (exit 1)" test $? = 1
 check "release: exit 0" test $? = 0
 check "release: no key left" test "$(holding qa "$token")" = 0
 
-# DLOCK_URLS, comma-separated
-list="$DLOCK_Q1_URL,$DLOCK_Q2_URL,$DLOCK_Q3_URL,$DLOCK_Q4_URL,$DLOCK_Q5_URL"
+# DLOCK_URLS, separated by blanks
+list="$DLOCK_Q1_URL $DLOCK_Q2_URL $DLOCK_Q3_URL  $DLOCK_Q4_URL"$'\t'"$DLOCK_Q5_URL"
 token=$(DLOCK_URLS=$list "$DLOCK" acquire qe 2>/dev/null)
 check "DLOCK_URLS: acquire" test "$(holding qe "$token")" = 5
 DLOCK_URLS=$list "$DLOCK" release qe "$token" 2>/dev/null

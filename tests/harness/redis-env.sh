@@ -16,6 +16,8 @@
 # unless DIR does). Only Debian 12 packages are used: bash, coreutils, redis-server, redis-tools,
 # openssl.
 set -euo pipefail
+# shellcheck source=redis-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/redis-lib.sh"
 
 SERVERS=(plain tls mtls acl victim)
 ACL_USER=dlocktest
@@ -25,25 +27,6 @@ DEFAULT_PASS=defpass
 die() {
     echo "redis-env.sh: $*" >&2
     exit 1
-}
-
-# A port is taken if something accepts a connection on it. This is only a first filter: the
-# real test is whether redis-server can bind it, which start_server checks and retries.
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-random_port() {
-    local p
-    while :; do
-        # 20000-59999 keeps clear of well-known ports and of Linux's default ephemeral range
-        # (32768-60999) as little as a fixed range can; clashes are retried anyway.
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        if ! port_in_use "$p"; then
-            echo "$p"
-            return
-        fi
-    done
 }
 
 make_certs() {
@@ -118,15 +101,11 @@ write_conf() {
     } >"$conf"
 }
 
-# ping NAME: 0 once the server answers PING on its plain port.
-ping_server() {
-    local name=$1 port
-    port=$(cat "$DIR/$name.port")
-    local auth=()
-    if [ "$name" = acl ]; then
-        auth=(--no-auth-warning -a "$DEFAULT_PASS")
+# ping_auth NAME: the redis-cli options that PING server NAME needs.
+ping_auth() {
+    if [ "$1" = acl ]; then
+        echo "--no-auth-warning -a $DEFAULT_PASS"
     fi
-    [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" "${auth[@]}" ping 2>/dev/null)" = PONG ]
 }
 
 ping_tls() {
@@ -138,20 +117,13 @@ ping_tls() {
         ping 2>/dev/null)" = PONG ]
 }
 
-# True if PID $1 is a live redis-server: a stale PID file must never make us signal a process
-# that reused the number.
-pid_alive() {
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ]
-}
-
 # start_server NAME: start one server, retrying with new ports while the bind fails.
 start_server() {
     local name=$1 port tlsport="" pid
     for _ in 1 2 3 4 5 6 7 8 9 10; do
-        port=$(random_port)
+        port=$(dl_free_port)
         if [ "$name" = tls ] || [ "$name" = mtls ]; then
-            tlsport=$(random_port)
+            tlsport=$(dl_free_port)
             [ "$tlsport" != "$port" ] || continue
         fi
         write_conf "$name" "$port" "$tlsport"
@@ -162,22 +134,18 @@ start_server() {
         redis-server "$DIR/$name.conf" </dev/null >/dev/null 2>&1 || true
         echo "$port" >"$DIR/$name.port"
         [ -z "$tlsport" ] || echo "$tlsport" >"$DIR/$name.tlsport"
-        for _ in $(seq 1 100); do
-            pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-            if pid_alive "$pid" && ping_server "$name"; then
+        # shellcheck disable=SC2046 # ping_auth's words are options
+        if dl_redis_wait "$DIR/$name.pid" "$DIR/$name.log" "$port" $(ping_auth "$name"); then
+            for _ in $(seq 1 100); do
                 if [ -z "$tlsport" ] || ping_tls "$tlsport" "$name"; then
                     return 0
                 fi
-            fi
-            if grep -q "Address already in use\|Could not create server\|Failed listening" \
-                "$DIR/$name.log" 2>/dev/null; then
-                break
-            fi
-            sleep 0.05
-        done
+                sleep 0.05
+            done
+        fi
         # Not up: stop whatever is left of this try (by its PID file) and pick new ports.
         pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-        if pid_alive "$pid"; then
+        if dl_pid_is_redis "$pid"; then
             kill -9 "$pid" 2>/dev/null || true
         fi
         echo "redis-env.sh: $name did not start on port $port${tlsport:+/$tlsport}, retrying" >&2
@@ -187,29 +155,13 @@ start_server() {
 }
 
 stop_dir() {
-    local name pid pids=()
-    # Signal every server first and then wait for all of them: each takes a few hundred ms to
-    # notice SIGTERM in its cron, and waiting one by one would add those up.
+    local name pidfiles=()
+    # All at once (dl_redis_stop signals every server first, then waits): each takes a few
+    # hundred ms to notice SIGTERM in its cron, and waiting one by one would add those up.
     for name in "${SERVERS[@]}"; do
-        pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-        rm -f "$DIR/$name.pid"
-        case $pid in '' | *[!0-9]*) continue ;; esac
-        if pid_alive "$pid"; then
-            # A test may have left the server stopped with SIGSTOP; SIGTERM waits for SIGCONT.
-            kill -CONT "$pid" 2>/dev/null || true
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid")
-        fi
+        pidfiles+=("$DIR/$name.pid")
     done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 60); do
-            pid_alive "$pid" || break
-            sleep 0.05
-        done
-        if pid_alive "$pid"; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    dl_redis_stop "${pidfiles[@]}"
     if [ -f "$DIR/sockdir" ]; then
         rm -rf "$(cat "$DIR/sockdir")"
         rm -f "$DIR/sockdir"

@@ -1,0 +1,126 @@
+# redis-lib.sh: the redis-server lifecycle, in one place, for every shell script of dlock that
+# needs a private server: the CTest fixtures (tests/harness/redis-env.sh, cluster-env.sh,
+# sentinel-env.sh), tests/cli, bench and demo. (tests/fault/run.sh still has its own copy.)
+# Source it from bash:
+#
+#   . tests/harness/redis-lib.sh
+#   dl_redis_start "$DIR" main --requirepass "$PW"   # sets DL_REDIS_PORT and DL_REDIS_PID
+#   dl_redis_stop "$DIR/main.pid"                     # by PID file, only a live redis-server
+#
+# Servers listen on 127.0.0.1 on a free port (picked at random and retried on a clash), keep
+# no RDB or AOF files, write DIR/NAME.pid and DIR/NAME.log, and are stopped by PID only: never by
+# name, so no other redis-server on the machine is touched. Needs bash, coreutils, redis-server
+# and redis-cli (Debian: redis-server redis-tools).
+
+# dl_port_in_use PORT: 0 if something accepts connections on 127.0.0.1:PORT. Only a first
+# filter: whether redis-server can bind the port is what dl_redis_start checks (and retries).
+dl_port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# dl_free_port: prints a port that nothing listens on now, below the kernel's ephemeral range
+# (where a client's own end of some connection could already hold the number, which
+# SO_REUSEADDR does not get around; tests/fault/run.sh's rule). Clashes are retried by the
+# callers anyway.
+dl_free_port() {
+    local p lo
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$lo" -gt 12000 ] || lo=61000
+    while :; do
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
+        if ! dl_port_in_use "$p"; then
+            echo "$p"
+            return
+        fi
+    done
+}
+
+# dl_pid_is_redis PID: 0 if PID is a live redis-server. A stale PID file must never make us
+# signal a process that reused the number.
+dl_pid_is_redis() {
+    [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
+        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ]
+}
+
+# dl_redis_ping PORT [redis-cli options...]: 0 once the server on PORT answers PONG.
+dl_redis_ping() {
+    local port=$1
+    shift
+    [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" "$@" ping 2>/dev/null)" = PONG ]
+}
+
+# dl_redis_wait PIDFILE LOGFILE PORT [redis-cli options...]: waits up to 5 s for the server of
+# PIDFILE to be alive and to answer PONG on PORT. Returns 1 at once if its log says the port was
+# taken.
+dl_redis_wait() {
+    local pidfile=$1 log=$2 port=$3 i pid
+    shift 3
+    for i in $(seq 1 100); do
+        pid=$(cat "$pidfile" 2>/dev/null || true)
+        if dl_pid_is_redis "$pid" && dl_redis_ping "$port" "$@"; then
+            return 0
+        fi
+        if grep -q "Address already in use\|Could not create server\|Failed listening" \
+            "$log" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# dl_redis_stop PIDFILE...: stops the servers of these PID files: SIGCONT (a test may have left
+# one stopped; SIGTERM waits for it), SIGTERM to all, then waits up to 3 s for each and sends
+# SIGKILL to what is left. Removes the PID files. Idempotent.
+dl_redis_stop() {
+    local f pid pids=() i
+    for f in "$@"; do
+        pid=$(cat "$f" 2>/dev/null || true)
+        rm -f "$f"
+        case $pid in '' | *[!0-9]*) continue ;; esac
+        if dl_pid_is_redis "$pid"; then
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+        fi
+    done
+    for pid in "${pids[@]}"; do
+        for i in $(seq 1 60); do
+            dl_pid_is_redis "$pid" || break
+            sleep 0.05
+        done
+        if dl_pid_is_redis "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+# dl_redis_start DIR NAME [redis-server options...]: starts a daemonized redis-server on a free
+# port, retrying on a clash, and waits for PONG. Sets DL_REDIS_PORT and DL_REDIS_PID. Options
+# come after the defaults, so they may override them. Set DL_REDIS_AUTH to the default user's
+# password if the options set one (for the PING), and the array DL_REDIS_PREFIX to run the
+# server under a wrapper (e.g. DL_REDIS_PREFIX=(taskset -c 0)). Returns 1 after 5 failed tries.
+dl_redis_start() {
+    local dir=$1 name=$2 try auth=()
+    shift 2
+    if [ -n "${DL_REDIS_AUTH:-}" ]; then
+        auth=(--no-auth-warning -a "$DL_REDIS_AUTH")
+    fi
+    for try in 1 2 3 4 5; do
+        DL_REDIS_PORT=$(dl_free_port)
+        rm -f "$dir/$name.pid"
+        : >"$dir/$name.log"
+        # daemonize yes: the parent returns at once and the server's own fds are closed, so it
+        # does not hold a caller's output pipe (CTest's) open.
+        "${DL_REDIS_PREFIX[@]}" redis-server --port "$DL_REDIS_PORT" --bind 127.0.0.1 --save '' \
+            --appendonly no --daemonize yes --pidfile "$dir/$name.pid" \
+            --logfile "$dir/$name.log" --dir "$dir" "$@" </dev/null >/dev/null 2>&1 || true
+        if dl_redis_wait "$dir/$name.pid" "$dir/$name.log" "$DL_REDIS_PORT" "${auth[@]}"; then
+            DL_REDIS_PID=$(cat "$dir/$name.pid")
+            return 0
+        fi
+        dl_redis_stop "$dir/$name.pid"
+    done
+    echo "redis-lib.sh: could not start redis-server $name; see $dir/$name.log" >&2
+    return 1
+}
