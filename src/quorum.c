@@ -30,6 +30,7 @@ struct qround {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs, pending, yes, no, failed;
+    int need_yes, need_no; /* what decides the round (see decided) */
     dlock__qreq req; /* strings point into buf */
     int64_t deadline, timeout_ms;
     char *buf;
@@ -201,6 +202,7 @@ static int run_op(dlock_client *c, const dlock__qreq *q, dlock__qresult *out) {
 /* ---- the workers ---- */
 
 static int quorum_unref(dlock__quorum *q);
+static int decided(const qround *r, int need_yes, int need_no);
 
 static void round_unref(qround *r) {
     pthread_mutex_lock(&r->mu);
@@ -269,7 +271,11 @@ static void run_job(qmember *m, qjob *j) {
     r->no += rc == 0;
     r->failed += rc < 0;
     r->pending--;
-    pthread_cond_broadcast(&r->cv);
+    /* Wake the caller once, when the round is decided, not for every answer: on a busy machine
+     * each needless wake-up is a context switch on the caller's critical path. */
+    if (decided(r, r->need_yes, r->need_no)) {
+        pthread_cond_broadcast(&r->cv);
+    }
     pthread_mutex_unlock(&r->mu);
     round_unref(r);
 }
@@ -392,6 +398,8 @@ int dlock__qfanout(dlock__quorum *q, const dlock__qreq *req, const int *targets,
         t->asked += targets == NULL || targets[i];
     }
     r->refs = t->asked + 1;
+    r->need_yes = need_yes;
+    r->need_no = need_no;
     r->pending = t->asked;
     for (int i = 0; i < q->n; i++) {
         if (targets == NULL || targets[i]) {

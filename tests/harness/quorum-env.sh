@@ -10,7 +10,8 @@
 #
 # Each server has its own directory with appendonly yes and appendfsync always, so a server
 # killed and restarted comes back with every write it acknowledged (locks and fencing counters),
-# as Redlock requires. Ports are free ones picked at random, retried on a clash.
+# as Redlock requires (DLOCK_QUORUM_FSYNC=everysec relaxes that, for the benchmark only). Ports
+# are free ones picked at random, retried on a clash.
 # DIR/env: DLOCK_QUORUM_N, DLOCK_QUORUM_URLS (comma-separated), and for each I:
 # DLOCK_Q<I>_PORT, DLOCK_Q<I>_URL, DLOCK_Q<I>_PID_FILE.
 set -euo pipefail
@@ -66,7 +67,7 @@ logfile $d/redis.log
 dir $d
 save ""
 appendonly yes
-appendfsync always
+appendfsync ${DLOCK_QUORUM_FSYNC:-always}
 protected-mode no
 EOF
     echo "$port" >"$d/port"
