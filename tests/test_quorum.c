@@ -32,7 +32,7 @@ static pid_t q_pid(int i) {
 }
 
 static int harness(const char *cmd, int i) {
-    char num[8];
+    char num[16];
     snprintf(num, sizeof num, "%d", i + 1);
     const char *harness = getenv("DLOCK_QUORUM_HARNESS");
     assert_non_null(harness);
