@@ -197,7 +197,8 @@ DLOCK_API void dlock_client_close(dlock_client *client);
  *   attempt it deletes its key on every server that did not answer "exists" (one that timed
  *   out may have set it), then retries as attempts/delay say (the pause has jitter: uniform in
  *   [delay/2, delay]) or, with wait_ms, polls with full-jitter backoff (no hand-off wake-ups);
- *   a blocking acquire stops at once when fewer than Q servers answer at all.
+ *   a blocking acquire stops at once when more than n - Q servers fail (no majority can answer)
+ *   and keeps polling while failures only tipped a contended vote.
  * - release and extend go to all n. release is DLOCK_OK when Q servers deleted the key,
  *   DLOCK_NOT_HELD when n - Q + 1 did not hold it, else an error. extend and auto-renew count
  *   only with Q confirmations and validity left; the lease then counted on is the one the

@@ -31,7 +31,7 @@ struct qround {
     pthread_cond_t cv;
     int refs, pending, yes, no, failed;
     int need_yes, need_no; /* what decides the round (see decided) */
-    dlock__qreq req; /* strings point into buf */
+    dlock__qreq req;       /* strings point into buf */
     int64_t deadline, timeout_ms;
     char *buf;
     qjob job[DLOCK_QUORUM_MAX];
@@ -421,6 +421,7 @@ int dlock__qfanout(dlock__quorum *q, const dlock__qreq *req, const int *targets,
             s->str = NULL; /* moved to the tally */
         } else if (targets == NULL || targets[i]) {
             d->rc = DLOCK_ETIMEDOUT; /* still running: its reply, if any, is ignored */
+            t->undecided += !timed_out;
             snprintf(d->msg, sizeof d->msg, "%.100s: %s %lld ms", q->m[i].name,
                      timed_out ? "no reply within" : "no reply yet when decided, after",
                      (long long)(dlock__now_ms() - t->sent_at));

@@ -38,6 +38,7 @@ typedef struct dlock__qresult {
 typedef struct dlock__qtally {
     int n, majority, asked;
     int yes, no, failed;
+    int undecided;   /* of the failed: still running when the answers already decided the round */
     int64_t sent_at; /* monotonic ms just before the first member was asked */
     dlock__qresult r[DLOCK_QUORUM_MAX];
 } dlock__qtally;

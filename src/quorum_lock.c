@@ -91,10 +91,11 @@ static int fence_phase(dlock_lock *l, const dlock__qtally *t1, const char *token
     return rc;
 }
 
-/* One attempt. Returns OK with *g, NOT_ACQUIRED, or an error; *answered is the number of members
- * that answered. Leaves no key of this attempt behind unless it returns OK. */
+/* One attempt. Returns OK with *g, NOT_ACQUIRED, or an error; *hopeless is 1 when so many
+ * members failed that no majority could have answered at all. Leaves no key of this attempt
+ * behind unless it returns OK. */
 static int attempt(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
-                   dlock__grant *g, int *answered) {
+                   dlock__grant *g, int *hopeless) {
     dlock__qreq req =
         request(l, l->fencing ? DLOCK__QOP_FSET : DLOCK__QOP_SET, token, token_len, lease, lease);
     dlock__qtally t;
@@ -105,7 +106,7 @@ static int attempt(dlock_lock *l, const char *token, size_t token_len, int64_t l
     if (rc != DLOCK_OK) {
         return rc;
     }
-    *answered = t.yes + t.no;
+    *hopeless = t.failed - t.undecided > t.n - t.majority;
     int64_t fence = 0;
     if (t.yes < t.majority) {
         rc = t.no >= refusal(&t) ? DLOCK_NOT_ACQUIRED : fail(&t, "acquire");
@@ -139,22 +140,21 @@ int dlock__quorum_acquire(dlock_lock *l, const char *token, size_t token_len, in
                           int attempts, int64_t delay, int64_t wait_ms, dlock__grant *g) {
     int64_t deadline = wait_ms > 0 ? dlock__add_sat(dlock__now_ms(), wait_ms) : 0;
     int64_t backoff = 10;
-    int majority = dlock__quorum_size(l->client->quorum) / 2 + 1;
     for (int i = 1;; i++) {
         if (atomic_load(&l->cancel)) {
             return cancelled(l);
         }
-        int answered = 0;
-        int rc = attempt(l, token, token_len, lease, g, &answered);
+        int hopeless = 0;
+        int rc = attempt(l, token, token_len, lease, g, &hopeless);
         if (rc == DLOCK_OK || rc == DLOCK_ENOMEM) {
             return rc;
         }
         int64_t pause;
         if (deadline > 0) {
-            /* Keep waiting while others hold it, or while a majority still answers (a failed
-             * member only tipped a contended vote); stop when a majority cannot be heard. */
+            /* Keep waiting while others hold it, or while a majority can still answer (failed
+             * members only tipped a contended vote); stop when a majority cannot be heard. */
             int64_t left = deadline - dlock__now_ms();
-            if (left <= 0 || (rc < 0 && answered < majority)) {
+            if (left <= 0 || (rc < 0 && hopeless)) {
                 return rc;
             }
             pause = dlock__backoff_pause(&backoff, 500);
