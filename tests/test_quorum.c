@@ -159,6 +159,36 @@ static void test_open_rules(void **unused) {
     dlock_client_close(c);
 }
 
+/* An even number of servers: four need three (a majority), so they tolerate one failure only. */
+static void test_four_servers(void **unused) {
+    (void)unused;
+    const char *urls[] = {q_url(0), q_url(1), q_url(2), q_url(3)};
+    dlock_client *c = NULL;
+    dlt_assert_rc(dlock_client_open_quorum(&c, urls, 4, NULL), DLOCK_OK);
+    const char *id = dlt_id("q-four");
+    dlock_lock_options lo = {.attempts = 1};
+    dlock_lock *l = dlt_lock_new(c, id, &lo);
+    q_kill(0);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    q_kill(1);
+    int rc = dlock_lock_acquire(l, NULL);
+    assert_true(rc < 0);
+    /* Decided as soon as 3 yes became impossible, so the second live answer may not be in. */
+    assert_true(dlt_contains(dlock_errmsg(), "of 4 servers said yes, 3 needed"));
+    assert_true(dlt_contains(dlock_errmsg(), "0 said no"));
+    assert_null(key_on(2, id));
+    assert_null(key_on(3, id));
+    /* Two held by another of four: a majority of yes is impossible: NOT_ACQUIRED. */
+    all_up();
+    raw_set(0, id, "someone-else", 10000);
+    raw_set(1, id, "someone-else", 10000);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_NOT_ACQUIRED);
+    assert_null(key_on(2, id));
+    dlock_lock_free(l);
+    dlock_client_close(c);
+}
+
 /* Two of five down at open: still opens (a majority answers) and locks. */
 static void test_open_with_minority_down(void **unused) {
     (void)unused;
@@ -519,6 +549,7 @@ static void test_wait_polls(void **unused) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_four_servers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_with_minority_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cycle_on_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_down_majority_holds, setup, teardown),
