@@ -48,6 +48,30 @@ echo "bench: redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'
     "pinning: ${SERVER_PIN[*]:-none} (server) / ${CLIENT_PIN[*]:-none} (clients)" >&2
 timeout 280 "${CLIENT_PIN[@]}" "$BIN" "${ARGS[@]}" | tee "$OUT/results.txt"
 
+# The REST peer beside dlock's REST rows: W workers with npm @upstash/lock through the same
+# gateway, when its node_modules are already there (make bench-peers or the interop test
+# installs them; make bench itself never touches the network).
+PEER_MODULES=""
+for d in "$BUILD/bench-peers" "$BUILD/tests/gateway/interop"; do
+    [ -d "$d/node_modules/@upstash/lock" ] && PEER_MODULES=$d && break
+done
+if [ -n "$GATEWAY_URL" ] && [ -n "$PEER_MODULES" ] && command -v node >/dev/null &&
+    { [ -z "${BENCH_MODES:-}" ] || [[ ",$BENCH_MODES," == *,restwait,* ]]; }; then
+    cp "$HERE/peers/upstash_contend.cjs" "$PEER_MODULES/"
+    W=${BENCH_WORKERS:-16}
+    if peer=$(cd "$PEER_MODULES" && timeout 120 "${CLIENT_PIN[@]}" node upstash_contend.cjs \
+        "$GATEWAY_URL" "$GATEWAY_TOKEN" "${BENCH_SECONDS:-2}" "$W" 10 2>&1); then
+        echo "$peer" >"$OUT/upstash_contend.json"
+        echo "$peer" | jq -r --arg w "$W" '"rest: W=\($w) @upstash/lock (retry every 10 ms): " +
+            "\(.cycles_per_s | floor) cycles/s, wait p50 \(.p50_ms * 100 | round / 100) ms / p99 " +
+            "\(.p99_ms * 100 | round / 100) ms, fairness \(.fairness * 100 | round / 100), " +
+            "\(.commands_per_cycle * 100 | round / 100) commands per cycle, \(.overlaps) overlaps"' |
+            tee -a "$OUT/results.txt"
+    else
+        echo "bench: @upstash/lock W=$W skipped: $(echo "$peer" | tail -n 1)" >&2
+    fi
+fi
+
 if command -v gnuplot >/dev/null && [ -f "$OUT/latency.gp" ]; then
     (cd "$OUT" && gnuplot latency.gp) && echo "bench: plot $OUT/latency.png"
 else

@@ -76,6 +76,7 @@ DLOCK_API const char *dlock_version(void);
 #define DLOCK_ESTATE    -11 /* the call is not valid in the handle's current state */
 #define DLOCK_ESYS      -12 /* a system call failed (threads, getrandom) */
 #define DLOCK_ECANCELED -13 /* acquire: dlock_lock_cancel stopped it; the call holds nothing */
+#define DLOCK_EREPLICAS -14 /* wait_replicas: too few replicas acknowledged the lock write */
 
 /* ---- Limits --------------------------------------------------------------------------------- */
 
@@ -220,7 +221,8 @@ DLOCK_API void dlock_client_close(dlock_client *client);
  *   servers with appendonly yes and appendfsync always, or keep a restarted server out for
  *   longer than the longest lease.
  * - debounce (dlock_debounce_new) is refused with DLOCK_EINVAL: a debounce counter is not a
- *   lock and has no majority rule. The lock option `holder` is not recorded on a Redlock, and
+ *   lock and has no majority rule. The lock option wait_replicas is refused (EINVAL): the
+ *   servers are independent masters. The lock option `holder` is not recorded on a Redlock, and
  *   dlock_lock_inspect_details gives dlock_lock_inspect's majority view only (no holder text,
  *   fencing_counter 0).
  * Mutual exclusion needs a majority of servers to keep the key for the lease and clocks whose
@@ -275,7 +277,27 @@ typedef struct dlock_lock_options {
                            lasts; at most DLOCK_MAX_HOLDER_LEN bytes; NULL = nothing recorded.
                            Best effort: failing to record it never fails a lock call. The lock
                            key itself is unchanged, as @upstash/lock expects. */
+    int wait_replicas;  /* > 0: each acquire, extend and renewal also waits (WAIT, on the same
+                           connection, pipelined after the lock write) until this many replicas
+                           acknowledge the write; see "Replicas" below. 0 = off: no WAIT is sent */
+    int64_t wait_replicas_timeout_ms; /* how long WAIT waits; 0 = 1000, at most half the client's
+                                         command_timeout_ms; must be shorter than that timeout */
 } dlock_lock_options;
+
+/* Replicas (wait_replicas > 0). Redis replicates asynchronously: a lock write the master
+ * acknowledged may not have reached any replica when the master fails, and the promoted replica
+ * then has no lock (nor the fencing counter's increment), so a second holder gets in. With
+ * wait_replicas = N each lock write is followed by WAIT N timeout, and a write fewer than N
+ * replicas acknowledged in time does not count:
+ * - acquire releases what it took (in the same call) and returns DLOCK_EREPLICAS;
+ * - extend returns DLOCK_EREPLICAS (the master has the longer lease; validity is not extended);
+ * - a renewal is reported to on_renew_error with DLOCK_EREPLICAS and retried; validity counts only
+ *   confirmed renewals, so if none is confirmed before the lease ends, on_lost fires (EXPIRED).
+ * This NARROWS the failover window; it does not close it. The replica that acknowledged is not
+ * necessarily the one promoted, a write can be lost between the master's reply and WAIT's, and
+ * an acknowledged write is in the replica's memory, not on its disk. It costs a round trip to
+ * the replicas per lock write (more when they are slow). Needs a Redis that allows WAIT (some
+ * hosted services refuse it: DLOCK_ESERVER). */
 
 typedef struct dlock_acquire_options {
     int64_t lease_ms;  /* 0 = the lock's lease_ms */
@@ -289,9 +311,10 @@ typedef struct dlock_acquire_options {
                           straight to the first live waiter (wake-on-release, FIFO); holders that
                           do not hand off (e.g. @upstash/lock) are polled every 250-500 ms. A
                           waiter whose process died, or that stopped waiting, is skipped by the
-                          hand-off. Without a queue (REST transport, or an id with no Cluster
-                          slot for one) it polls with capped exponential backoff and full jitter
-                          (sleep uniform in [1, b] ms, b doubling from 10 to 500); 0 = use
+                          hand-off. Over REST the subscription is Upstash's SSE stream (POST
+                          /subscribe); a server without it, or an id with no Cluster slot for a
+                          queue, makes the waiter poll with capped exponential backoff and full
+                          jitter (sleep uniform in [1, b] ms, b doubling from 10 to 500); 0 = use
                           attempts/delay */
 } dlock_acquire_options;
 

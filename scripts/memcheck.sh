@@ -5,12 +5,18 @@
 # they run under ASan instead. Tests labelled "cli" are shell scripts: valgrind would check
 # bash, not dlock; the CLI runs under ASan+UBSan in the asan build. "install" builds consumers
 # with cmake and cc, which valgrind has no business checking.
+# The fixtures (label "fixture": the redis-servers, gateways, cluster and sentinel group) are
+# shell scripts too; they run natively, before and after the checked programs, so valgrind's
+# slowdown cannot time them out.
 set -euo pipefail
 build=${1:-build}
 cd "$build"
 rm -rf Testing/Temporary/MemoryChecker.*
 status=0
-ctest -T memcheck -LE "timing|cli|install" --output-on-failure -j 2 || status=$?
+cleanup() { ctest -L fixture -R '_stop$' -FA '.*' >/dev/null || true; }
+trap cleanup EXIT
+ctest -L fixture -R '_start$' -FA '.*' --output-on-failure
+ctest -T memcheck -LE "timing|cli|install|fixture" -FA '.*' --output-on-failure -j 2 || status=$?
 defects=$(grep -lE "ERROR SUMMARY: [1-9]|definitely lost: [1-9]|indirectly lost: [1-9]" \
     Testing/Temporary/MemoryChecker.*.log 2>/dev/null || true)
 if [ -n "$defects" ]; then

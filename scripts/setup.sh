@@ -7,7 +7,7 @@ set -eu
 PACKAGES="build-essential cmake pkg-config clang-format
 libhiredis-dev libssl-dev libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
 redis-server redis-tools openssl valgrind clang libclang-rt-14-dev gnuplot-nox python3
-ca-certificates man-db groff-base debhelper dpkg-dev"
+nghttp2-proxy jq ca-certificates man-db groff-base debhelper dpkg-dev"
 
 missing=""
 for p in $PACKAGES; do
@@ -26,6 +26,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "setup: installing:$missing"
 $SUDO apt-get update -q
+# nghttp2-proxy is nghttpx, for the HTTP/2 run of the REST tests (tests/harness/rest-env.sh
+# starts its own, ignoring /etc/nghttpx); jq reads the benchmark peers' JSON.
 # The Debian redis-server package may try to start a system server; dlock's demo and tests
 # start private ones on free ports, so a system server on 6379 does not matter either way.
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing

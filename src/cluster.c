@@ -351,15 +351,17 @@ static dlock__node *redirect_target(dlock__cluster *cl, const dlock__reply *e,
     return node_at(cl, hlen > 0 ? host : dlock__node_host(from), (int)port);
 }
 
-/* What the replies of one attempt ask for: the redirection every reply carries (a pipeline is
- * one slot, so all or none are redirected; one that ran is never resent), else NONE. */
-static dlock__srv_err redirection(const dlock__reply *replies, size_t n) {
+/* What the replies of one attempt ask for: the redirection every keyed command's reply carries
+ * (a pipeline is one slot, so all or none are redirected; one that ran is never resent), else
+ * NONE. A keyless command riding along (the WAIT behind a lock write) is never redirected: it
+ * ran, harmlessly, where the write did not, and goes along with the resend. */
+static dlock__srv_err redirection(const dlock__cmd *cmds, const dlock__reply *replies, size_t n) {
     dlock__srv_err k = dlock__reply_error_kind(&replies[0]);
     if (k != DLOCK__SRV_MOVED && k != DLOCK__SRV_ASK && k != DLOCK__SRV_TRYAGAIN) {
         return DLOCK__SRV_NONE;
     }
     for (size_t i = 1; i < n; i++) {
-        if (dlock__reply_error_kind(&replies[i]) != k) {
+        if (dlock__reply_error_kind(&replies[i]) != k && dlock__cmd_key(&cmds[i]) >= 0) {
             return DLOCK__SRV_NONE;
         }
     }
@@ -462,7 +464,7 @@ int dlock__cluster_exec(dlock__cluster *cl, int key, const dlock__cmd *cmds, siz
             asking = 0;
             continue;
         }
-        dlock__srv_err k = redirection(replies, n);
+        dlock__srv_err k = redirection(cmds, replies, n);
         if (k == DLOCK__SRV_NONE) {
             if (dlock__reply_error_kind(&replies[0]) == DLOCK__SRV_CLUSTERDOWN) {
                 refresh_soon(cl, deadline);

@@ -50,6 +50,8 @@ const char *dlock_strerror(int rc) {
         return "system error";
     case DLOCK_ECANCELED:
         return "cancelled";
+    case DLOCK_EREPLICAS:
+        return "too few replicas acknowledged";
     default:
         return "unknown dlock code";
     }

@@ -353,6 +353,29 @@ extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
                       const size_t *lens, dlock__reply *reply, int *sent);
+/* The same with `after` (may be NULL) pipelined behind the script, on the same connection, its
+ * reply in *after_reply (cleared by the caller, on DLOCK_OK only): for WAIT after a lock write. */
+int dlock__script_run_then(dlock_client *c, dlock__script *s, int nkeys, int argc,
+                           const char **argv, const size_t *lens, const dlock__cmd *after,
+                           dlock__reply *reply, dlock__reply *after_reply, int *sent);
+
+/* ---- replicas.c: WAIT after a lock write (dlock_lock_options.wait_replicas) ---- */
+
+typedef struct dlock__wait {
+    int replicas; /* 0 = off: cmd is not to be sent */
+    int64_t timeout_ms;
+    char nbuf[16], tbuf[24];
+    const char *argv[3];
+    size_t lens[3];
+    dlock__cmd cmd; /* WAIT replicas timeout */
+} dlock__wait;
+
+/* Fills *w (which must not move afterwards: cmd points into it). */
+void dlock__wait_init(dlock__wait *w, int replicas, int64_t timeout_ms);
+/* Judges WAIT's reply: DLOCK_OK when at least w->replicas acknowledged, DLOCK_EREPLICAS (fewer)
+ * or DLOCK_ESERVER/EPROTO (WAIT refused), with a message naming `what` (e.g. "acquire"). */
+int dlock__wait_check(const dlock__wait *w, const dlock_client *c, const dlock__reply *r,
+                      const char *what);
 
 /* ---- subscribe.c: a connection subscribed to one pub/sub channel, routed like commands ----
  *
@@ -368,11 +391,12 @@ int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, co
  * polling as a fallback. */
 
 /* Opens a connection and subscribes it to `channel` (len bytes), within the client's
- * deadlines, following MOVED on a cluster. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
+ * deadlines, following MOVED on a cluster; on REST, an SSE stream (sse.h) stands in for the
+ * connection, and is never sharded. *sharded: on entry 1 to try SSUBSCRIBE first (0 =
  * SUBSCRIBE only); on return, 1 if the subscription is sharded. Returns DLOCK_OK with *out,
- * DLOCK_ESTATE if the transport cannot subscribe (REST), DLOCK_ESERVER/EAUTH if the server
- * refused, or the connection's error. Thread-safe; the connection is then used by one thread
- * at a time. */
+ * DLOCK_ESTATE if the transport or server cannot subscribe (a REST server without /subscribe),
+ * DLOCK_ESERVER/EAUTH if the server refused, or the connection's error. Thread-safe; the connection
+ * is then used by one thread at a time. */
 int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out,
                     int *sharded);
 /* Reads one message before deadline_ms: DLOCK_OK with *payload (the message's third element,

@@ -71,6 +71,25 @@ static void free_siblings(dlock_lock *l) {
     free(l->holder);
 }
 
+/* wait_replicas and its timeout, which must end before the command's deadline does (or the
+ * connection would be dropped as timed out instead of WAIT answering). */
+static int check_wait_replicas(const dlock_client *c, const dlock_lock_options *o, int64_t *out) {
+    int64_t cmd = c->cfg.command_timeout_ms;
+    if (o->wait_replicas < 0 || o->wait_replicas_timeout_ms < 0) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_new: wait_replicas and "
+                                        "wait_replicas_timeout_ms must be >= 0 (0 = off/default)");
+    }
+    if (o->wait_replicas > 0 && o->wait_replicas_timeout_ms >= cmd) {
+        return dlock__err(DLOCK_EINVAL,
+                          "dlock_lock_new: wait_replicas_timeout_ms (%lld) must be shorter than "
+                          "the client's command_timeout_ms (%lld)",
+                          (long long)o->wait_replicas_timeout_ms, (long long)cmd);
+    }
+    int64_t dflt = cmd / 2 < 1000 ? cmd / 2 : 1000;
+    *out = o->wait_replicas_timeout_ms > 0 ? o->wait_replicas_timeout_ms : (dflt > 0 ? dflt : 1);
+    return DLOCK_OK;
+}
+
 int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
                    const dlock_lock_options *o) {
     dlock__err_clear();
@@ -105,6 +124,16 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
                           "lease (%lld ms), or the lease runs out between renewals",
                           (long long)o->renew_interval_ms, (long long)lease);
     }
+    int64_t wait_timeout = 0;
+    if (client->quorum != NULL && o->wait_replicas != 0) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_new: wait_replicas does not apply to a Redlock "
+                                        "(its servers are independent masters; a majority of "
+                                        "them, not replicas, keeps the lock)");
+    }
+    if (client->quorum == NULL &&
+        (rc = check_wait_replicas(client, o, &wait_timeout)) != DLOCK_OK) {
+        return rc;
+    }
     dlock_lock *l = calloc(1, sizeof *l);
     if (l == NULL || (l->id = strdup(id)) == NULL) {
         free(l);
@@ -129,6 +158,8 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
     l->on_lost = o->on_lost;
     l->on_renew_error = o->on_renew_error;
     l->userdata = o->userdata;
+    l->wait_replicas = o->wait_replicas;
+    l->wait_timeout_ms = wait_timeout;
     if (o->holder != NULL && (l->holder = strdup(o->holder)) == NULL) {
         free_siblings(l);
         free(l->id);
@@ -189,23 +220,48 @@ static int set_took_effect(dlock_lock *l, const char *token, size_t token_len, i
     return ours;
 }
 
-/* One SET NX PX (or the fenced script). Returns OK, NOT_ACQUIRED or an error; never an error
- * while holding the lock. Sets *fence to the fencing token when fencing. */
+static int plain_release(dlock_lock *l, const char *token, size_t token_len, int *sent);
+
+/* Takes back a hold this call made but must not count (too few replicas confirmed it), keeping
+ * the message and saying what became of the hold. Returns rc. */
+static int undo_hold(dlock_lock *l, const char *token, size_t token_len, int rc) {
+    char saved[512];
+    snprintf(saved, sizeof saved, "%s", dlock_errmsg());
+    int sent = 0;
+    int r = l->queue != NULL ? dlock__queue_release(l->queue, token, token_len, l->holder_key,
+                                                    l->holder_key_len, &sent)
+                             : plain_release(l, token, token_len, &sent);
+    return dlock__err(rc, "%s; %s", saved,
+                      r >= 0 ? "the lock was released again"
+                             : "releasing it again failed too (it expires with its lease)");
+}
+
+/* One SET NX PX (or the fenced script), followed on the same connection by WAIT when the lock
+ * has wait_replicas. Returns OK, NOT_ACQUIRED or an error; never an error while holding the
+ * lock. Sets *fence to the fencing token when fencing. */
 static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
                    int64_t *fence) {
     char px[24];
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
-    dlock__reply r;
+    dlock__wait w;
+    dlock__wait_init(&w, l->wait_replicas, l->wait_timeout_ms);
+    const dlock__cmd *after = l->wait_replicas > 0 ? &w.cmd : NULL;
+    dlock__reply r = {0}, wr = {0};
     int sent, rc;
     if (l->fencing) {
         const char *argv[] = {l->id, l->fence_key, token, px};
         size_t lens[] = {l->idlen, l->fence_len, token_len, (size_t)pxlen};
-        rc = dlock__script_run(l->client, &dlock__script_acquire_fenced, 2, 4, argv, lens, &r,
-                               &sent);
+        rc = dlock__script_run_then(l->client, &dlock__script_acquire_fenced, 2, 4, argv, lens,
+                                    after, &r, &wr, &sent);
     } else {
         const char *argv[] = {"SET", l->id, token, "NX", "PX", px};
         size_t lens[] = {3, l->idlen, token_len, 2, 2, (size_t)pxlen};
-        rc = dlock__client_call(l->client, 6, argv, lens, &r, &sent);
+        dlock__cmd cmds[2] = {{6, argv, lens}, w.cmd};
+        dlock__reply rr[2];
+        if ((rc = dlock__client_exec(l->client, cmds, after ? 2 : 1, rr, &sent)) == DLOCK_OK) {
+            r = rr[0];
+            wr = after ? rr[1] : wr;
+        }
     }
     if (rc != DLOCK_OK) {
         if (!sent) {
@@ -216,6 +272,10 @@ static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t l
         char saved[512];
         snprintf(saved, sizeof saved, "%s", dlock_errmsg());
         int ours = set_took_effect(l, token, token_len, fence);
+        if (ours == 1 && after != NULL) {
+            dlock__err(rc, "%s; the SET took effect, but WAIT's answer was lost", saved);
+            return undo_hold(l, token, token_len, rc);
+        }
         if (ours == 1) {
             return DLOCK_OK;
         }
@@ -241,7 +301,44 @@ static int try_set(dlock_lock *l, const char *token, size_t token_len, int64_t l
     } else {
         rc = dlock__reply_error(l->client, &r, "SET NX PX");
     }
+    if (rc == DLOCK_OK && after != NULL &&
+        (rc = dlock__wait_check(&w, l->client, &wr, "acquire")) != DLOCK_OK) {
+        rc = undo_hold(l, token, token_len, rc);
+    }
     dlock__reply_clear(&r);
+    dlock__reply_clear(&wr);
+    return rc;
+}
+
+/* A hold the wait queue got may have been written by the releaser's hand-off, on another
+ * connection, where our WAIT would count nothing. So we write once more behind it on our own:
+ * the renewal script, asked for a lease 1 ms longer so that it always writes; replication keeps
+ * order, so a replica that has our write has the hold too. Then WAIT. */
+static int confirm_replicas(dlock_lock *l, const char *token, size_t token_len, int64_t lease) {
+    char px[24];
+    int pxlen = snprintf(px, sizeof px, "%lld", (long long)dlock__add_sat(lease, 1));
+    const char *argv[] = {l->id, token, px};
+    size_t lens[] = {l->idlen, token_len, (size_t)pxlen};
+    dlock__wait w;
+    dlock__wait_init(&w, l->wait_replicas, l->wait_timeout_ms);
+    dlock__reply r = {0}, wr = {0};
+    int rc = dlock__script_run_then(l->client, &dlock__script_renew, 1, 3, argv, lens, &w.cmd, &r,
+                                    &wr, NULL);
+    if (rc != DLOCK_OK) {
+        return undo_hold(l, token, token_len, rc);
+    }
+    if (r.type == DLOCK__REPLY_INT && r.integer == 0) {
+        rc = dlock__err(DLOCK_NOT_ACQUIRED,
+                        "%s: the lock was lost before its replicas could "
+                        "confirm it",
+                        l->client->cfg.display);
+    } else if (r.type != DLOCK__REPLY_INT) {
+        rc = undo_hold(l, token, token_len, dlock__reply_error(l->client, &r, "acquire"));
+    } else if ((rc = dlock__wait_check(&w, l->client, &wr, "acquire")) != DLOCK_OK) {
+        rc = undo_hold(l, token, token_len, rc);
+    }
+    dlock__reply_clear(&r);
+    dlock__reply_clear(&wr);
     return rc;
 }
 
@@ -367,6 +464,9 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         int64_t deadline = dlock__add_sat(dlock__now_ms(), o->wait_ms);
         rc = dlock__queue_wait(l->queue, token, token_len, lease, l->fencing, deadline, &l->cancel,
                                &g);
+        if (rc == DLOCK_OK && l->wait_replicas > 0) {
+            rc = confirm_replicas(l, token, token_len, lease);
+        }
     } else if (o->wait_ms > 0) {
         rc =
             poll_until(l, token, token_len, lease, dlock__add_sat(dlock__now_ms(), o->wait_ms), &g);
@@ -408,9 +508,9 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
 }
 
 /* The release script for ids without a wait queue. OK, NOT_HELD or an error. */
-static int plain_release(dlock_lock *l, int *sent) {
-    const char *argv[] = {l->id, l->token};
-    size_t lens[] = {l->idlen, l->token_len};
+static int plain_release(dlock_lock *l, const char *token, size_t token_len, int *sent) {
+    const char *argv[] = {l->id, token};
+    size_t lens[] = {l->idlen, token_len};
     dlock__reply r;
     int rc = dlock__script_run(l->client, &dlock__script_release, 1, 2, argv, lens, &r, sent);
     if (rc != DLOCK_OK) {
@@ -439,7 +539,7 @@ int dlock_lock_release(dlock_lock *l) {
     int rc = l->client->quorum != NULL ? dlock__quorum_release(l, &sent)
              : l->queue != NULL        ? dlock__queue_release(l->queue, l->token, l->token_len,
                                                               l->holder_key, l->holder_key_len, &sent)
-                                       : plain_release(l, &sent);
+                                       : plain_release(l, l->token, l->token_len, &sent);
     pthread_mutex_lock(&l->mu);
     if (rc == DLOCK_OK || rc == DLOCK_NOT_HELD) {
         drop_token(l);
@@ -494,17 +594,26 @@ int dlock_lock_extend(dlock_lock *l, int64_t ms) {
     int addlen = snprintf(add, sizeof add, "%lld", (long long)ms);
     const char *argv[] = {l->id, l->token, add};
     size_t lens[] = {l->idlen, l->token_len, (size_t)addlen};
-    dlock__reply r;
+    dlock__wait w;
+    dlock__wait_init(&w, l->wait_replicas, l->wait_timeout_ms);
+    dlock__reply r = {0}, wr = {0};
     int64_t sent_at = dlock__now_ms();
-    int rc = dlock__script_run(l->client, &dlock__script_extend, 1, 3, argv, lens, &r, NULL);
+    int rc = dlock__script_run_then(l->client, &dlock__script_extend, 1, 3, argv, lens,
+                                    l->wait_replicas > 0 ? &w.cmd : NULL, &r, &wr, NULL);
     if (rc != DLOCK_OK) {
         return rc;
     }
     if (r.type == DLOCK__REPLY_INT) {
+        /* An extension too few replicas confirmed is not counted: validity stays as it was. */
+        int confirmed = r.integer > 0 && l->wait_replicas > 0
+                            ? dlock__wait_check(&w, l->client, &wr, "extend")
+                            : DLOCK_OK;
         pthread_mutex_lock(&l->mu);
         if (r.integer == 0) {
             rc = DLOCK_NOT_HELD;
             l->lost = 1;
+        } else if (confirmed != DLOCK_OK) {
+            rc = confirmed;
         } else {
             l->granted_at = sent_at;
             l->granted_ms = r.integer; /* the new PTTL, or -1: no expiry */
@@ -517,6 +626,7 @@ int dlock_lock_extend(dlock_lock *l, int64_t ms) {
         rc = dlock__reply_error(l->client, &r, "extend");
     }
     dlock__reply_clear(&r);
+    dlock__reply_clear(&wr);
     return rc;
 }
 

@@ -29,6 +29,8 @@ struct dlock_lock {
     dlock_lock_lost_fn on_lost;
     dlock_lock_renew_error_fn on_renew_error;
     void *userdata;
+    int wait_replicas;       /* 0 = no WAIT after lock writes */
+    int64_t wait_timeout_ms; /* WAIT's timeout, when wait_replicas */
 
     /* The hold. The renewal thread reads and updates it, so it is guarded by mu. */
     pthread_mutex_t mu;

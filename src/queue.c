@@ -6,8 +6,8 @@
  * (queue_release.lua) hands the lock straight to the first queued waiter that is live and still
  * subscribed, and PUBLISHes the grant to it. Waiters still poll (every 250-500 ms, refreshing
  * their entry), so they also take a lock whose holder expired or does not hand off (such as
- * @upstash/lock, which just DELetes). A transport that cannot subscribe (REST) makes the waiter
- * poll with full-jitter backoff and never queue.
+ * @upstash/lock, which just DELetes). Over REST the subscription is an SSE stream (src/sse.c); a
+ * server that cannot subscribe makes the waiter poll with full-jitter backoff and never queue.
  *
  * What a grant message may be trusted for. Each try carries a number (gen) that grows with every
  * try of the handle, and a queued entry records the gen of the try that wrote it; the releaser
@@ -49,7 +49,7 @@ struct dlock__queue {
     size_t channel_len;
     dlock__conn *sub;     /* subscribed to channel while the handle waits; kept between waits */
     int sharded;          /* sub is SSUBSCRIBEd; before the first: try SSUBSCRIBE (1) or not */
-    int no_sub;           /* the transport cannot subscribe (REST): poll from now on */
+    int no_sub;           /* the server cannot subscribe (a REST server without SSE): poll */
     int64_t sub_retry_at; /* a SUBSCRIBE failed: not again before this time */
     int64_t gen;          /* number of the handle's latest try */
 };
@@ -141,15 +141,17 @@ static void drain(dlock__queue *q) {
 
 /* Subscribes before queueing, so no grant can slip past unseen. A failure is not the caller's
  * error: the waiter then polls (and does not queue), and a Redis that is really down reports
- * itself through the next try. A transport that cannot subscribe (REST) is not asked again; a
- * refused or failed SUBSCRIBE (ACL, maxclients, a loading server) is asked again a second
- * later. */
-static void subscribe_if_needed(dlock__queue *q) {
+ * itself through the next try. A server that cannot subscribe (REST without SSE) is not asked
+ * again; a refused or failed SUBSCRIBE (ACL, maxclients, a loading server) is asked again a
+ * second later. Subscribing never takes the wait past its deadline. */
+static void subscribe_if_needed(dlock__queue *q, int64_t deadline) {
     drain(q);
     if (q->sub != NULL || q->no_sub || dlock__now_ms() < q->sub_retry_at) {
         return;
     }
+    dlock__set_deadline_cap(deadline);
     int rc = dlock__sub_open(q->client, q->channel, q->channel_len, &q->sub, &q->sharded);
+    dlock__set_deadline_cap(0);
     if (rc == DLOCK_ESTATE) {
         q->no_sub = 1;
     } else if (rc != DLOCK_OK) {
@@ -353,7 +355,7 @@ int dlock__queue_wait(dlock__queue *q, const char *token, size_t token_len, int6
         if (atomic_exchange(cancel, 0)) {
             return stop_waiting(q, &w, DLOCK_ECANCELED, g);
         }
-        subscribe_if_needed(q);
+        subscribe_if_needed(q, deadline);
         int64_t sent_at = dlock__now_ms(), fence = 0, pttl = 0;
         int rc = try_once(q, q->sub != NULL ? MODE_QUEUE : MODE_TRY, token, token_len, lease,
                           fenced, w.first_gen, &fence, &pttl);

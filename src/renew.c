@@ -22,18 +22,26 @@ static int renew_once(dlock_lock *l, const char *token, size_t token_len, int64_
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
     const char *argv[] = {l->id, token, px};
     size_t lens[] = {l->idlen, token_len, (size_t)pxlen};
-    dlock__reply r;
-    int rc = dlock__script_run(l->client, &dlock__script_renew, 1, 3, argv, lens, &r, NULL);
+    dlock__wait w; /* wait_replicas: a renewal too few replicas confirmed is an error */
+    dlock__wait_init(&w, l->wait_replicas, l->wait_timeout_ms);
+    dlock__reply r = {0}, wr = {0};
+    int rc = dlock__script_run_then(l->client, &dlock__script_renew, 1, 3, argv, lens,
+                                    l->wait_replicas > 0 ? &w.cmd : NULL, &r, &wr, NULL);
     if (rc != DLOCK_OK) {
         return rc;
     }
     if (r.type == DLOCK__REPLY_INT) {
         rc = r.integer != 0;
         *remaining = r.integer;
+        if (rc == 1 && l->wait_replicas > 0) {
+            int confirmed = dlock__wait_check(&w, l->client, &wr, "auto-renew");
+            rc = confirmed == DLOCK_OK ? 1 : confirmed;
+        }
     } else {
         rc = dlock__reply_error(l->client, &r, "auto-renew");
     }
     dlock__reply_clear(&r);
+    dlock__reply_clear(&wr);
     return rc;
 }
 

@@ -50,6 +50,30 @@ static void init_shas(void) {
 
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,
                       const size_t *lens, dlock__reply *reply, int *sent) {
+    return dlock__script_run_then(c, s, nkeys, argc, argv, lens, NULL, reply, NULL, sent);
+}
+
+/* One try: the script (as EVALSHA or EVAL), and `after` pipelined behind it on the same node. */
+static int run_once(dlock_client *c, int argc, const char **av, const size_t *al,
+                    const dlock__cmd *after, dlock__reply *reply, dlock__reply *after_reply,
+                    int *sent) {
+    dlock__cmd cmds[2] = {{argc, av, al}, {0, NULL, NULL}};
+    if (after == NULL) {
+        return dlock__client_exec(c, cmds, 1, reply, sent);
+    }
+    cmds[1] = *after;
+    dlock__reply r[2];
+    int rc = dlock__client_exec(c, cmds, 2, r, sent);
+    if (rc == DLOCK_OK) {
+        *reply = r[0];
+        *after_reply = r[1];
+    }
+    return rc;
+}
+
+int dlock__script_run_then(dlock_client *c, dlock__script *s, int nkeys, int argc,
+                           const char **argv, const size_t *lens, const dlock__cmd *after,
+                           dlock__reply *reply, dlock__reply *after_reply, int *sent) {
     pthread_once(&sha_once, init_shas);
     enum { MAX_ARGS = 16 };
     if (argc > MAX_ARGS - 3) {
@@ -67,16 +91,20 @@ int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, co
     al[2] = strlen(nk);
     memcpy(av + 3, argv, (size_t)argc * sizeof *av);
     memcpy(al + 3, lens, (size_t)argc * sizeof *al);
-    int rc = dlock__client_call(c, argc + 3, av, al, reply, sent);
+    int rc = run_once(c, argc + 3, av, al, after, reply, after_reply, sent);
     if (rc != DLOCK_OK || reply->type != DLOCK__REPLY_ERROR ||
         strncmp(reply->str, "NOSCRIPT", 8) != 0) {
         return rc;
     }
-    /* NOSCRIPT means the script did not run, so sending it in full is safe. */
+    /* NOSCRIPT means the script did not run, so sending it in full is safe (and so is running
+     * `after` again: a WAIT after a write that did not happen waits for nothing new). */
     dlock__reply_clear(reply);
+    if (after != NULL) {
+        dlock__reply_clear(after_reply);
+    }
     av[0] = "EVAL";
     av[1] = s->body;
     al[0] = 4;
     al[1] = strlen(s->body);
-    return dlock__client_call(c, argc + 3, av, al, reply, sent);
+    return run_once(c, argc + 3, av, al, after, reply, after_reply, sent);
 }

@@ -1,14 +1,27 @@
 /* A connection subscribed to one pub/sub channel: the waiting side of a hand-off. It goes to the
  * server that owns the channel -- the one server, or on a Cluster the master of the channel's
  * slot, with sharded pub/sub -- and is never pooled: a subscribed connection can do nothing
- * else. See internal.h for what happens when the slot moves. */
+ * else. See internal.h for what happens when the slot moves. On the REST transport the
+ * subscription is a server-sent-event stream (sse.c) that stands in for the connection: its reads
+ * give the same {"message", channel, payload} shape. */
 #include "fmacros.h"
 
 #include "internal.h"
+#include "sse.h"
 
 #include <string.h>
 
 #define MAX_HOPS 5 /* MOVED / ASK followed while subscribing */
+
+/* 1 if the client speaks Upstash REST, whose subscriptions are SSE streams. */
+static int is_rest(const dlock_client *c) {
+#ifdef DLOCK_HAVE_REST
+    return c->tp == &dlock__rest_transport;
+#else
+    (void)c;
+    return 0;
+#endif
+}
 
 static int is_str(const dlock__reply *r, const char *s) {
     return r->type == DLOCK__REPLY_STR && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
@@ -60,6 +73,13 @@ static int subscribe_at(dlock_client *c, dlock__node *node, const dlock__cmd *cm
 int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__conn **out,
                     int *sharded) {
     *out = NULL;
+    if (is_rest(c)) {
+        dlock__sse *s;
+        int rc = dlock__sse_open(&c->cfg, channel, len, &s);
+        *out = (dlock__conn *)s;
+        *sharded = 0; /* /subscribe is SUBSCRIBE: the release must PUBLISH */
+        return rc;
+    }
     if (c->tp->read == NULL) {
         *sharded = 0;
         return dlock__err(DLOCK_ESTATE, "%s: the %s transport cannot subscribe", c->cfg.display,
@@ -103,7 +123,8 @@ int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__con
 int dlock__sub_read(dlock_client *c, dlock__conn *conn, dlock__reply *msg,
                     const dlock__reply **payload, int64_t deadline_ms) {
     *payload = NULL;
-    int rc = c->tp->read(conn, msg, deadline_ms);
+    int rc = is_rest(c) ? dlock__sse_read((dlock__sse *)conn, msg, deadline_ms)
+                        : c->tp->read(conn, msg, deadline_ms);
     if (rc != DLOCK_OK) {
         return rc;
     }
@@ -129,7 +150,9 @@ int dlock__sub_read(dlock_client *c, dlock__conn *conn, dlock__reply *msg,
 }
 
 void dlock__sub_close(dlock_client *c, dlock__conn *conn) {
-    if (conn != NULL) {
+    if (is_rest(c)) {
+        dlock__sse_close((dlock__sse *)conn);
+    } else if (conn != NULL) {
         c->tp->close(conn);
     }
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -65,16 +66,37 @@ static void dlt_env_load(void) {
     atexit(dlt_env_free);
 }
 
-int dlt_transport_is_rest(void) {
+const char *dlt_transport(void) {
     const char *t = getenv("DLOCK_TEST_TRANSPORT");
-    return t != NULL && strcmp(t, "rest") == 0;
+    return t != NULL && t[0] != '\0' ? t : NULL;
+}
+
+static int dlt_transport_is(const char *name) {
+    const char *t = dlt_transport();
+    return t != NULL && strcmp(t, name) == 0;
+}
+
+int dlt_transport_is_rest(void) {
+    return dlt_transport_is("rest");
+}
+
+int dlt_topology_is_cluster(void) {
+    return dlt_transport_is("cluster");
+}
+
+int dlt_topology_is_sentinel(void) {
+    return dlt_transport_is("sentinel");
 }
 
 const char *dlt_env(const char *key) {
     /* The REST variants of the suites run the same tests through the gateway in front of the
      * plain server: only the URL the clients use changes. */
-    if (dlt_transport_is_rest() && strcmp(key, "DLOCK_TEST_URL") == 0) {
-        key = "DLOCK_TEST_REST_URL";
+    if (strcmp(key, "DLOCK_TEST_URL") == 0) {
+        /* So do the Cluster and Sentinel runs: DLOCK_TEST_ENV_DIR is then the topology's. */
+        key = dlt_transport_is_rest()      ? "DLOCK_TEST_REST_URL"
+              : dlt_topology_is_cluster()  ? "DLOCK_TEST_CLUSTER_URL"
+              : dlt_topology_is_sentinel() ? "DLOCK_TEST_SENTINEL_URL"
+                                           : key;
     }
     const char *v = getenv(key);
     if (v != NULL && v[0] != '\0') {
@@ -245,14 +267,212 @@ redisContext *dlt_raw_connect(int port, const char *password) {
     return c;
 }
 
+/* ---- Raw access on a Cluster or behind Sentinel ----
+ *
+ * On a Cluster a key lives on the master of its slot: a raw command is sent where the caller
+ * sent it and, on -MOVED or -ASK, again to the node named (a connection of its own, closed
+ * after the reply, so worker threads may do this too). KEYS and SCRIPT, which have no key, go to
+ * every master (KEYS replies merged), since the caller means "the keys of this id" or "the
+ * server the client uses". Behind Sentinel the raw connection is to the current master. */
+
+static redisContext *dlt_raw_try_connect(const char *host, int port) {
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (c == NULL || c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* The node a "MOVED 3999 host:port" or "ASK 3999 host:port" error names. */
+static int dlt_redirect(const redisReply *r, char *host, size_t size, int *port, int *ask) {
+    if (r->type != REDIS_REPLY_ERROR) {
+        return 0;
+    }
+    *ask = strncmp(r->str, "ASK ", 4) == 0;
+    if (!*ask && strncmp(r->str, "MOVED ", 6) != 0) {
+        return 0;
+    }
+    const char *addr = strrchr(r->str, ' '), *colon = strrchr(r->str, ':');
+    if (addr == NULL || colon == NULL || colon < addr || (size_t)(colon - addr) > size) {
+        return 0;
+    }
+    size_t n = (size_t)(colon - addr - 1);
+    if (n == 0) {
+        snprintf(host, size, "127.0.0.1"); /* the node that answered, which is on loopback */
+    } else {
+        snprintf(host, size, "%.*s", (int)n, addr + 1);
+    }
+    *port = atoi(colon + 1);
+    return *port > 0;
+}
+
+static redisReply *dlt_raw_follow(redisContext *c, const char *fmt, va_list ap) {
+    va_list aq;
+    va_copy(aq, ap);
+    redisReply *r = redisvCommand(c, fmt, aq);
+    va_end(aq);
+    char host[128];
+    int port, ask;
+    for (int hops = 0; r != NULL && hops < 5 && dlt_redirect(r, host, sizeof host, &port, &ask);
+         hops++) {
+        freeReplyObject(r);
+        r = NULL;
+        redisContext *n = dlt_raw_try_connect(host, port);
+        if (n == NULL) {
+            break;
+        }
+        if (ask) {
+            freeReplyObject(redisCommand(n, "ASKING"));
+        }
+        va_copy(aq, ap);
+        r = redisvCommand(n, fmt, aq);
+        va_end(aq);
+        redisFree(n);
+    }
+    return r;
+}
+
+/* Appends the elements of array `from` to array `into` (which takes them over). */
+static int dlt_merge(redisReply *into, redisReply *from) {
+    if (from->elements == 0) {
+        return 0; /* and from->element may be NULL, which memcpy must not get */
+    }
+    size_t n = into->elements + from->elements;
+    redisReply **e = realloc(into->element, (n > 0 ? n : 1) * sizeof *e);
+    if (e == NULL) {
+        return -1;
+    }
+    memcpy(e + into->elements, from->element, from->elements * sizeof *e);
+    into->element = e;
+    into->elements = n;
+    from->elements = 0;
+    return 0;
+}
+
+/* The command on every master of the cluster c belongs to. */
+static redisReply *dlt_raw_every_master(redisContext *c, const char *fmt, va_list ap) {
+    redisReply *slots = redisCommand(c, "CLUSTER SLOTS");
+    if (slots == NULL || slots->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(slots);
+        return NULL;
+    }
+    redisReply *out = NULL;
+    int done[64], ndone = 0;
+    for (size_t i = 0; i < slots->elements; i++) {
+        redisReply *m = slots->element[i]->element[2];
+        int port = (int)m->element[1]->integer, seen = 0;
+        for (int k = 0; k < ndone; k++) {
+            seen |= done[k] == port;
+        }
+        if (seen || ndone == 64) {
+            continue;
+        }
+        done[ndone++] = port;
+        redisContext *n =
+            dlt_raw_try_connect(m->element[0]->len > 0 ? m->element[0]->str : "127.0.0.1", port);
+        va_list aq;
+        va_copy(aq, ap);
+        redisReply *r = n != NULL ? redisvCommand(n, fmt, aq) : NULL;
+        va_end(aq);
+        redisFree(n);
+        if (r == NULL) {
+            freeReplyObject(out);
+            out = NULL;
+            break;
+        }
+        if (out == NULL || (r->type == REDIS_REPLY_ERROR && out->type != REDIS_REPLY_ERROR)) {
+            freeReplyObject(out);
+            out = r;
+        } else {
+            if (out->type == REDIS_REPLY_ARRAY && r->type == REDIS_REPLY_ARRAY) {
+                (void)dlt_merge(out, r);
+            }
+            freeReplyObject(r);
+        }
+    }
+    freeReplyObject(slots);
+    return out;
+}
+
+static redisReply *dlt_raw_route(redisContext *c, const char *fmt, va_list ap) {
+    if (dlt_topology_is_cluster() &&
+        (strncasecmp(fmt, "KEYS ", 5) == 0 || strncasecmp(fmt, "SCRIPT ", 7) == 0)) {
+        return dlt_raw_every_master(c, fmt, ap);
+    }
+    return dlt_raw_follow(c, fmt, ap);
+}
+
+/* The master's port as the first sentinel that answers says; 0 if none does. */
+static int dlt_sentinel_master_port(void) {
+    for (int n = 1; n <= 3; n++) {
+        char key[64];
+        snprintf(key, sizeof key, "DLOCK_TEST_SENTINEL_PORT_%d", n);
+        const char *p = dlt_env(key), *name = dlt_env("DLOCK_TEST_SENTINEL_MASTER");
+        redisContext *s =
+            p != NULL && name != NULL ? dlt_raw_try_connect("127.0.0.1", atoi(p)) : NULL;
+        redisReply *r =
+            s != NULL ? redisCommand(s, "SENTINEL GET-MASTER-ADDR-BY-NAME %s", name) : NULL;
+        int port = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+                       ? atoi(r->element[1]->str)
+                       : 0;
+        freeReplyObject(r);
+        redisFree(s);
+        if (port > 0) {
+            return port;
+        }
+    }
+    return 0;
+}
+
+redisContext *dlt_raw_plain_try(void) {
+    if (dlt_topology_is_sentinel()) {
+        int port = dlt_sentinel_master_port();
+        return port > 0 ? dlt_raw_try_connect("127.0.0.1", port) : NULL;
+    }
+    if (dlt_topology_is_cluster()) {
+        /* Any node will do (a replica redirects too); the first that is up. */
+        for (int n = 1; n <= 16; n++) {
+            char key[64];
+            snprintf(key, sizeof key, "DLOCK_TEST_CLUSTER_PORT_%d", n);
+            const char *p = dlt_env(key);
+            redisContext *c = p != NULL ? dlt_raw_try_connect("127.0.0.1", atoi(p)) : NULL;
+            if (c != NULL) {
+                return c;
+            }
+        }
+        return NULL;
+    }
+    const char *p = dlt_env("DLOCK_TEST_PORT");
+    return p != NULL ? dlt_raw_try_connect("127.0.0.1", atoi(p)) : NULL;
+}
+
 redisContext *dlt_raw_plain(void) {
-    return dlt_raw_connect(dlt_env_int("DLOCK_TEST_PORT"), NULL);
+    if (dlt_transport() == NULL || dlt_transport_is_rest()) {
+        return dlt_raw_connect(dlt_env_int("DLOCK_TEST_PORT"), NULL);
+    }
+    redisContext *c = dlt_raw_plain_try();
+    if (c == NULL) {
+        fail_msg("no raw connection to the %s's %s (fixture not running?)", dlt_transport(),
+                 dlt_topology_is_cluster() ? "nodes" : "master");
+    }
+    return c;
+}
+
+redisReply *dlt_raw_try(redisContext *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = dlt_raw_route(c, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 redisReply *dlt_raw_cmd(redisContext *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
+    redisReply *r = dlt_raw_route(c, fmt, ap);
     va_end(ap);
     if (r == NULL) {
         fail_msg("raw command \"%s\" failed: %s", fmt, c->errstr);

@@ -60,6 +60,13 @@ int dlt_contains(const char *haystack, const char *needle);
 
 /* ---- Clients ------------------------------------------------------------------------------- */
 
+/* $DLOCK_TEST_TRANSPORT: NULL for the plain runs, "rest", "cluster" or "sentinel" for the suites'
+ * second runs. On "cluster" and "sentinel" DLOCK_TEST_URL names the topology's URL
+ * (DLOCK_TEST_CLUSTER_URL, DLOCK_TEST_SENTINEL_URL in the env file of its fixture). */
+const char *dlt_transport(void);
+int dlt_topology_is_cluster(void);
+int dlt_topology_is_sentinel(void);
+
 /* 1 when this run goes through the REST gateway (DLOCK_TEST_TRANSPORT=rest): DLOCK_TEST_URL then
  * names the gateway, and clients get the token from $DLOCK_TEST_REST_TOKEN. */
 int dlt_transport_is_rest(void);
@@ -88,12 +95,19 @@ void dlt_assert_rc_at(int rc, int want, const char *expr, const char *file, int 
  * Asserts success. Free with redisFree. */
 redisContext *dlt_raw_connect(int port, const char *password);
 
-/* Raw connection to the plain TCP server. */
+/* Raw connection to the server the suite's clients use: the plain TCP server; on a Cluster run
+ * a node of the cluster (dlt_raw_cmd then routes each key to its slot's master); on a Sentinel
+ * run the current master. */
 redisContext *dlt_raw_plain(void);
+/* The same without asserting, for worker threads: NULL if it cannot connect. */
+redisContext *dlt_raw_plain_try(void);
 
 /* Runs a command (redisCommand format, %b for binary) and asserts a reply came back. Free the
- * reply with freeReplyObject. */
+ * reply with freeReplyObject. On a Cluster it follows -MOVED and -ASK to the key's node, and
+ * sends KEYS and SCRIPT to every master (KEYS replies merged into one array). */
 redisReply *dlt_raw_cmd(redisContext *c, const char *fmt, ...);
+/* The same without asserting: NULL if no reply came. */
+redisReply *dlt_raw_try(redisContext *c, const char *fmt, ...);
 
 /* The string value of binary key (key, keylen), malloc'd and NUL-terminated (with *len set if
  * len is non-NULL), or NULL if the key does not exist. */

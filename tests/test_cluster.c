@@ -314,7 +314,10 @@ static void test_moved_while_held(void **state) {
     const char *id = id_on(0, "moved");
     unsigned slot = slot_of(id);
     int from = master_of_slot(slot), to = other_master(from);
-    dlock_lock_options o = {.fencing = 1};
+    /* With wait_replicas, each lock write goes out as [script, WAIT]: after the migration the
+     * old master answers MOVED to the script and runs the keyless WAIT, and the pair must still
+     * be redirected together. */
+    dlock_lock_options o = {.fencing = 1, .wait_replicas = 1};
     dlock_lock *l = dlt_lock_new(c, id, &o);
     dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
     int64_t fence = dlock_lock_fencing_token(l);

@@ -30,14 +30,15 @@ static int setup_common(void **state, const char *name, const char *url,
     }
     t->name = name;
     t->client = dlt_open(url, o);
-    t->raw = dlt_raw_connect(raw_port, raw_pass);
+    t->raw = raw_port > 0 ? dlt_raw_connect(raw_port, raw_pass) : dlt_raw_plain();
     *state = t;
     return 0;
 }
 
+/* Also the REST, Cluster and Sentinel runs' setup: DLOCK_TEST_URL and dlt_raw_plain follow the
+ * run's transport. */
 static int setup_tcp(void **state) {
-    return setup_common(state, "tcp", dlt_env_require("DLOCK_TEST_URL"), NULL,
-                        dlt_env_int("DLOCK_TEST_PORT"), NULL);
+    return setup_common(state, "tcp", dlt_env_require("DLOCK_TEST_URL"), NULL, 0, NULL);
 }
 
 static int setup_unix(void **state) {
@@ -611,6 +612,11 @@ static void test_bad_options(void **state) {
     expect_new_einval(state, id, &(dlock_lock_options){.lease_ms = -1}, "lease");
     expect_new_einval(state, id, &(dlock_lock_options){.attempts = -1}, "attempts");
     expect_new_einval(state, id, &(dlock_lock_options){.delay_ms = -2}, "delay");
+    expect_new_einval(state, id, &(dlock_lock_options){.wait_replicas = -1}, "wait_replicas");
+    /* WAIT must answer before the command deadline (2000 ms by default) ends the round trip. */
+    expect_new_einval(state, id,
+                      &(dlock_lock_options){.wait_replicas = 1, .wait_replicas_timeout_ms = 2000},
+                      "command_timeout_ms");
     expect_new_einval(state, "", NULL, "id");
     expect_new_einval(state, NULL, NULL, "id");
     dlock_lock *l = (dlock_lock *)&l;
@@ -935,11 +941,11 @@ int main(void) {
         cmocka_unit_test(test_processes_exclude_each_other),
     };
     int failed = 0;
-    if (dlt_transport_is_rest()) {
-        /* DLOCK_TEST_URL is the REST gateway: the core suite once, through it. */
-        failed += cmocka_run_group_tests_name("lock/rest", core, setup_tcp, teardown);
-        failed +=
-            cmocka_run_group_tests_name("lock/rest-concurrency", concurrency, setup_tcp, teardown);
+    if (dlt_transport() != NULL) {
+        /* DLOCK_TEST_URL is the REST gateway, the Cluster or the Sentinel group: the core suite
+         * once, through it (the group names say which). */
+        failed += cmocka_run_group_tests_name(dlt_transport(), core, setup_tcp, teardown);
+        failed += cmocka_run_group_tests_name("concurrency", concurrency, setup_tcp, teardown);
         return failed;
     }
     failed += cmocka_run_group_tests_name("lock/tcp", core, setup_tcp, teardown);

@@ -4,10 +4,14 @@
  * A redis-sentinel:// URL finds the master through the sentinels; a dead sentinel in the list is
  * skipped; all sentinels down and an unknown master name are clear errors; after a forced
  * failover (SENTINEL FAILOVER) and after kill -9 of the master, the same client works again
- * within seconds, on the new master. The failover tests run last and leave the group whole. */
+ * within seconds, on the new master. With wait_replicas, a lock write the replicas cannot
+ * acknowledge (both SIGSTOPped) does not count; without it, a failover after an unreplicated
+ * acquire loses the lock and a second holder gets in (the seed's warning, made visible). The
+ * failover tests run last and leave the group whole. */
 #include "support.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,11 +236,255 @@ static void test_master_killed(void **state) {
     wait_replica(old, dlt_slow(20000));
 }
 
+/* ---- wait_replicas ---- */
+
+static int node_port_n(int n) {
+    char key[64];
+    snprintf(key, sizeof key, "DLOCK_TEST_SENTINEL_NODE_PORT_%d", n);
+    return dlt_env_int(key);
+}
+
+static pid_t node_pid(int n) {
+    char key[64];
+    snprintf(key, sizeof key, "DLOCK_TEST_SENTINEL_NODE_PID_FILE_%d", n);
+    pid_t pid = dlt_read_pid(dlt_env_require(key));
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* Waits until the master has both replicas online and caught up: a write is acknowledged by 2. */
+static void wait_group_whole(void) {
+    int64_t until = dlt_now_ms() + dlt_slow(20000);
+    for (;;) {
+        int port = master_port(1);
+        redisContext *m =
+            port > 0 ? redisConnectWithTimeout("127.0.0.1", port, (struct timeval){1, 0}) : NULL;
+        long long acks = -1;
+        if (m != NULL && !m->err) {
+            redisSetTimeout(m, (struct timeval){2, 0});
+            freeReplyObject(redisCommand(m, "SET dlock-test:whole x PX 1000"));
+            redisReply *r = redisCommand(m, "WAIT 2 500");
+            acks = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+            freeReplyObject(r);
+        }
+        redisFree(m);
+        if (acks == 2) {
+            return;
+        }
+        if (dlt_now_ms() > until) {
+            fail_msg("the group did not get both replicas back (%lld acknowledged)", acks);
+        }
+        dlt_sleep_ms(100);
+    }
+}
+
+/* The two replicas of the current master (their node numbers). */
+static void replicas_of(int master, int out[2]) {
+    int k = 0;
+    for (int n = 1; n <= 3; n++) {
+        if (node_port_n(n) != master) {
+            out[k++] = n;
+        }
+    }
+}
+
+static long long wait_calls(int port) {
+    redisContext *m = dlt_raw_connect(port, NULL);
+    redisReply *r = dlt_raw_cmd(m, "INFO commandstats");
+    const char *p = strstr(r->str, "cmdstat_wait:calls=");
+    long long n = p != NULL ? atoll(p + strlen("cmdstat_wait:calls=")) : 0;
+    freeReplyObject(r);
+    redisFree(m);
+    return n;
+}
+
+typedef struct renew_seen {
+    atomic_int ereplicas; /* on_renew_error calls with DLOCK_EREPLICAS */
+    atomic_int lost, reason;
+} renew_seen;
+
+static void on_renew_error(dlock_lock *l, int rc, const char *msg, void *ud) {
+    (void)l;
+    (void)msg;
+    renew_seen *s = ud;
+    if (rc == DLOCK_EREPLICAS) {
+        atomic_fetch_add(&s->ereplicas, 1);
+    }
+}
+
+static void on_lost(dlock_lock *l, int reason, void *ud) {
+    (void)l;
+    renew_seen *s = ud;
+    atomic_store(&s->reason, reason);
+    atomic_fetch_add(&s->lost, 1);
+}
+
+/* Replication blocked (both replicas SIGSTOPped): an acquire with wait_replicas reports
+ * DLOCK_EREPLICAS and leaves no key; an extend reports it; a renewal reports it to
+ * on_renew_error. With both replicas running the same options succeed, and a lock without the
+ * option never sends WAIT (the master's WAIT count does not move). */
+static void test_wait_replicas(void **state) {
+    (void)state;
+    wait_group_whole();
+    int master = master_port(1), rep[2];
+    replicas_of(master, rep);
+    dlock_client *c = dlt_open(url(), NULL);
+    renew_seen seen = {0};
+    dlock_lock_options wo = {.wait_replicas = 2, .wait_replicas_timeout_ms = 300, .attempts = 1};
+    dlock_lock_options ro = wo;
+    ro.auto_renew = 1;
+    ro.lease_ms = 3000;
+    ro.renew_interval_ms = 200;
+    ro.on_renew_error = on_renew_error;
+    ro.on_lost = on_lost;
+    ro.userdata = &seen;
+    dlock_lock *ext = dlt_lock_new(c, dlt_id("wait-ext"), &wo);
+    dlock_lock *ren = dlt_lock_new(c, dlt_id("wait-renew"), &ro);
+    dlt_assert_rc(dlock_lock_acquire(ext, NULL), DLOCK_OK); /* both replicas acknowledge */
+    dlt_assert_rc(dlock_lock_acquire(ren, NULL), DLOCK_OK);
+
+    assert_int_equal(kill(node_pid(rep[0]), SIGSTOP), 0);
+    assert_int_equal(kill(node_pid(rep[1]), SIGSTOP), 0);
+    const char *id = dlt_id("wait-blocked");
+    dlock_lock_options one = wo;
+    one.wait_replicas = 1;
+    dlock_lock *l = dlt_lock_new(c, id, &one);
+    int64_t t0 = dlt_now_ms();
+    int rc = dlock_lock_acquire(l, NULL);
+    int64_t took = dlt_now_ms() - t0;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", dlock_errmsg());
+    redisContext *raw = dlt_raw_connect(master, NULL);
+    int left = dlt_raw_exists(raw, id, strlen(id));
+    int rc_ext = dlock_lock_extend(ext, 1000);
+    int64_t until = dlt_now_ms() + dlt_slow(3000);
+    while (atomic_load(&seen.ereplicas) == 0 && dlt_now_ms() < until) {
+        dlt_sleep_ms(20);
+    }
+    int rc_ren = dlock_lock_release(ren); /* stops its renewals, and their WAITs */
+    /* Off means off: no WAIT at all, so it does not wait for the frozen replicas either. */
+    long long before = wait_calls(master);
+    dlock_lock *plain = dlt_lock_new(c, dlt_id("wait-off"), NULL);
+    int64_t t1 = dlt_now_ms();
+    int rc_plain = dlock_lock_acquire(plain, NULL);
+    int rc_plain_ext = dlock_lock_extend(plain, 1000);
+    int64_t plain_took = dlt_now_ms() - t1;
+    long long after = wait_calls(master);
+    kill(node_pid(rep[0]), SIGCONT);
+    kill(node_pid(rep[1]), SIGCONT);
+
+    dlt_assert_rc(rc, DLOCK_EREPLICAS);
+    print_message("blocked replication: acquire -> %s in %lld ms\n", msg, (long long)took);
+    assert_true(dlt_contains(msg, "replicas") && dlt_contains(msg, "released"));
+    assert_true(took >= 300);
+    assert_false(left); /* the acquire took back what it set */
+    assert_null(dlock_lock_token(l));
+    dlt_assert_rc(rc_ext, DLOCK_EREPLICAS);
+    assert_true(atomic_load(&seen.ereplicas) >= 1);
+    dlt_assert_rc(rc_plain, DLOCK_OK);
+    dlt_assert_rc(rc_plain_ext, DLOCK_OK);
+    assert_true(plain_took < 250);
+    assert_int_equal(after, before);
+    dlt_assert_rc(rc_ren, DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(plain), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(ext), DLOCK_OK);
+    assert_int_equal(atomic_load(&seen.lost), 0);
+    dlock_lock_free(plain);
+    dlock_lock_free(l);
+    dlock_lock_free(ext);
+    dlock_lock_free(ren);
+    redisFree(raw);
+    dlock_client_close(c);
+    wait_group_whole();
+}
+
+/* Without wait_replicas: the replicas miss an acquire (SIGSTOPped, their links cut), the master
+ * is killed, a replica is promoted without the key, and a second holder gets in, with the same
+ * fencing token: the failover lost the lock and the fencing counter's increment. The first
+ * holder's auto-renew finds that out (LOST_TAKEN). */
+static void test_failover_loses_unwaited_lock(void **state) {
+    (void)state;
+    wait_group_whole();
+    int master = master_port(1), rep[2], n = node_number(master);
+    replicas_of(master, rep);
+    dlock_client *c = dlt_open(url(), NULL);
+    renew_seen seen = {0};
+    const char *id = dlt_id("lost");
+    dlock_lock_options o = {.fencing = 1,
+                            .auto_renew = 1,
+                            .lease_ms = 30000,
+                            .renew_interval_ms = 300,
+                            .attempts = 1,
+                            .on_lost = on_lost,
+                            .userdata = &seen};
+    dlock_lock *first = dlt_lock_new(c, id, &o);
+    redisContext *raw = dlt_raw_connect(master, NULL);
+    pid_t mpid = node_pid(n);
+    assert_int_equal(kill(node_pid(rep[0]), SIGSTOP), 0);
+    assert_int_equal(kill(node_pid(rep[1]), SIGSTOP), 0);
+    /* Cut the replication links, so nothing already in the sockets carries the write over. */
+    freeReplyObject(dlt_raw_cmd(raw, "CLIENT KILL TYPE replica"));
+    int rc = dlock_lock_acquire(first, NULL);
+    int64_t fence = dlock_lock_fencing_token(first);
+    kill(mpid, SIGKILL);
+    kill(node_pid(rep[0]), SIGCONT);
+    kill(node_pid(rep[1]), SIGCONT);
+    redisFree(raw);
+    dlt_assert_rc(rc, DLOCK_OK);
+
+    /* Another process, through the same URL, once a replica is promoted (until then the
+     * sentinels still name the dead master, so opening fails too). */
+    dlock_client *c2 = NULL;
+    dlock_lock_options o2 = {.fencing = 1, .attempts = 1};
+    dlock_lock *second = NULL;
+    int64_t start = dlt_now_ms();
+    do {
+        if (c2 == NULL && (rc = dlt_client_open(&c2, url(), NULL)) == DLOCK_OK) {
+            second = dlt_lock_new(c2, id, &o2);
+        }
+        if (c2 != NULL && (rc = dlock_lock_acquire(second, NULL)) == DLOCK_NOT_ACQUIRED) {
+            fail_msg("the first holder's lock survived the failover: not what this test sets up");
+        }
+        if (rc != DLOCK_OK) {
+            dlt_sleep_ms(200);
+        }
+    } while (rc != DLOCK_OK && dlt_now_ms() - start < dlt_slow(30000));
+    dlt_assert_rc(rc, DLOCK_OK); /* two holders: the failover lost the first one's lock */
+    print_message("failover lost the lock: a second holder got it after %lld ms, fencing token "
+                  "%lld again\n",
+                  (long long)(dlt_now_ms() - start), (long long)dlock_lock_fencing_token(second));
+    assert_true(dlock_lock_fencing_token(second) <= fence);
+    int64_t until = dlt_now_ms() + dlt_slow(10000);
+    while (atomic_load(&seen.lost) == 0 && dlt_now_ms() < until) {
+        dlt_sleep_ms(20);
+    }
+    assert_int_equal(atomic_load(&seen.lost), 1);
+    assert_int_equal(atomic_load(&seen.reason), DLOCK_LOST_TAKEN);
+    dlt_assert_rc(dlock_lock_release(first), DLOCK_NOT_HELD);
+    dlt_assert_rc(dlock_lock_release(second), DLOCK_OK);
+    dlock_lock_free(first);
+    dlock_lock_free(second);
+    dlock_client_close(c2);
+    dlock_client_close(c);
+
+    char key[64];
+    snprintf(key, sizeof key, "DLOCK_TEST_SENTINEL_NODE_CONF_%d", n);
+    const char *argv[] = {"redis-server", dlt_env_require(key), NULL};
+    assert_int_equal(dlt_run(argv, 10000), 0);
+    wait_replica(master, dlt_slow(20000));
+    wait_group_whole();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lock_through_sentinels), cmocka_unit_test(test_one_sentinel_down),
-        cmocka_unit_test(test_all_sentinels_down),     cmocka_unit_test(test_unknown_master_name),
-        cmocka_unit_test(test_forced_failover),        cmocka_unit_test(test_master_killed),
+        cmocka_unit_test(test_lock_through_sentinels),
+        cmocka_unit_test(test_one_sentinel_down),
+        cmocka_unit_test(test_all_sentinels_down),
+        cmocka_unit_test(test_unknown_master_name),
+        cmocka_unit_test(test_wait_replicas),
+        cmocka_unit_test(test_failover_loses_unwaited_lock),
+        cmocka_unit_test(test_forced_failover),
+        cmocka_unit_test(test_master_killed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

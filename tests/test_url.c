@@ -340,16 +340,16 @@ static void test_token_uuid_and_env_url(void **state) {
 
 static void test_strerror(void **state) {
     (void)state;
-    const int codes[] = {DLOCK_OK,       DLOCK_NOT_ACQUIRED, DLOCK_NOT_HELD, DLOCK_SUPERSEDED,
-                         DLOCK_EINVAL,   DLOCK_ENOMEM,       DLOCK_EIO,      DLOCK_ETIMEDOUT,
-                         DLOCK_ECONNECT, DLOCK_EAUTH,        DLOCK_ETLS,     DLOCK_ESERVER,
-                         DLOCK_EPROTO,   DLOCK_EHTTP,        DLOCK_ESTATE,   DLOCK_ESYS,
-                         DLOCK_ECANCELED};
+    const int codes[] = {DLOCK_OK,        DLOCK_NOT_ACQUIRED, DLOCK_NOT_HELD, DLOCK_SUPERSEDED,
+                         DLOCK_EINVAL,    DLOCK_ENOMEM,       DLOCK_EIO,      DLOCK_ETIMEDOUT,
+                         DLOCK_ECONNECT,  DLOCK_EAUTH,        DLOCK_ETLS,     DLOCK_ESERVER,
+                         DLOCK_EPROTO,    DLOCK_EHTTP,        DLOCK_ESTATE,   DLOCK_ESYS,
+                         DLOCK_ECANCELED, DLOCK_EREPLICAS};
     const size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = dlock_strerror(12345);
     assert_non_null(unknown);
     assert_string_equal(unknown, "unknown dlock code");
-    assert_string_equal(dlock_strerror(-14), "unknown dlock code");
+    assert_string_equal(dlock_strerror(-15), "unknown dlock code");
     assert_string_equal(dlock_strerror(4), "unknown dlock code");
     assert_string_equal(dlock_strerror(-2147483647 - 1), "unknown dlock code");
     for (size_t i = 0; i < n; i++) {

@@ -30,6 +30,10 @@ const char cli_common_help[] =
     "                           $REDISCLI_AUTH. Passwords are never taken as arguments.\n"
     "      --token-file F       read the Upstash REST token from file F\n"
     "                           (default: $UPSTASH_REDIS_REST_TOKEN)\n"
+    "      --sentinel-user NAME, --sentinel-password-file F\n"
+    "                           redis-sentinel://: the sentinels' own ACL user and password\n"
+    "                           (default: $DLOCK_SENTINEL_PASSWORD, else none); the other\n"
+    "                           credentials are the data nodes'\n"
     "      --cacert F           verify rediss:// servers against the PEM CA bundle F\n"
     "                           (or the hashed CA directory F)\n"
     "      --insecure           do not verify the TLS certificate (testing only)\n"
@@ -72,6 +76,12 @@ int cli_common_option(cli_common *c, int opt, const char *arg) {
         return 1;
     case CLI_OPT_TOKEN_FILE:
         c->token_file = arg;
+        return 1;
+    case CLI_OPT_SENTINEL_USER:
+        c->sentinel_user = arg;
+        return 1;
+    case CLI_OPT_SENTINEL_PASSWORD_FILE:
+        c->sentinel_password_file = arg;
         return 1;
     case CLI_OPT_CACERT:
         c->cacert = arg;

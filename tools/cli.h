@@ -40,6 +40,8 @@ typedef struct cli_common {
     const char *user;
     const char *password_file;
     const char *token_file;
+    const char *sentinel_user;          /* redis-sentinel://: the sentinels' own ACL user */
+    const char *sentinel_password_file; /* and their password (else $DLOCK_SENTINEL_PASSWORD) */
     const char *cacert;
     int insecure;
     int quiet;
@@ -54,6 +56,8 @@ enum {
     CLI_OPT_TOKEN_FILE,
     CLI_OPT_CACERT,
     CLI_OPT_INSECURE,
+    CLI_OPT_SENTINEL_USER,
+    CLI_OPT_SENTINEL_PASSWORD_FILE,
     CLI_OPT_HELP,
     CLI_OPT_FIRST_PRIVATE /* subcommands number their own long-only options from here */
 };
@@ -63,6 +67,8 @@ enum {
         {"user", required_argument, NULL, CLI_OPT_USER},                                           \
         {"password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE},                         \
         {"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                               \
+        {"sentinel-user", required_argument, NULL, CLI_OPT_SENTINEL_USER},                         \
+        {"sentinel-password-file", required_argument, NULL, CLI_OPT_SENTINEL_PASSWORD_FILE},       \
         {"cacert", required_argument, NULL, CLI_OPT_CACERT},                                       \
         {"insecure", no_argument, NULL, CLI_OPT_INSECURE}, {"quiet", no_argument, NULL, 'q'},      \
         {"verbose", no_argument, NULL, 'v'}, {                                                     \

@@ -86,7 +86,7 @@ static const char *nonempty_env(const char *name) {
 
 void cli_scrub_secrets(void) {
     static const char *const secrets[] = {"DLOCK_PASSWORD", "REDISCLI_AUTH",
-                                          "UPSTASH_REDIS_REST_TOKEN"};
+                                          "UPSTASH_REDIS_REST_TOKEN", "DLOCK_SENTINEL_PASSWORD"};
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
         unsetenv(secrets[i]);
     }
@@ -185,6 +185,15 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     } else {
         o.rest_token = nonempty_env("UPSTASH_REDIS_REST_TOKEN");
     }
+    char *spass = NULL; /* the sentinels' password: a file, else the environment */
+    if (c->sentinel_password_file != NULL &&
+        (spass = read_secret(c->sentinel_password_file, "--sentinel-password-file", &ex)) == NULL) {
+        free_secret(password);
+        free_secret(token);
+        return ex;
+    }
+    o.sentinel_password = spass != NULL ? spass : nonempty_env("DLOCK_SENTINEL_PASSWORD");
+    o.sentinel_username = c->sentinel_user;
     if (c->cacert != NULL) {
         struct stat st;
         if (stat(c->cacert, &st) != 0 || access(c->cacert, R_OK) != 0) {
@@ -192,6 +201,7 @@ int cli_connect(const cli_common *c, dlock_client **out) {
             free_secret(password);
             free_secret(token);
             free(list);
+            free_secret(spass);
             return CLI_EX_NOINPUT;
         }
         if (S_ISDIR(st.st_mode)) {
@@ -212,6 +222,7 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     free_secret(password);
     free_secret(token);
     free(list);
+    free_secret(spass);
     /* The library has its copies: the commands dlock runs must not inherit the secrets. */
     cli_scrub_secrets();
     if (rc < 0) {
@@ -269,6 +280,9 @@ int cli_fail_msg(int rc, const char *what, const char *msg) {
             cli_error("%s", head);
         }
         return CLI_EX_USAGE;
+    case DLOCK_EREPLICAS:
+        cli_error("%s; the replicas are down, lagging or paused (--wait-replicas)", head);
+        return CLI_EX_UNAVAILABLE;
     case DLOCK_ESERVER:
     case DLOCK_EPROTO:
     case DLOCK_EHTTP:

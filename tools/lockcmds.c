@@ -154,6 +154,8 @@ int cmd_acquire(int argc, char **argv, cli_common *common) {
     dlock_lock_options lo = {0};
     lo.lease_ms = a.lease_ms;
     lo.fencing = a.fencing;
+    lo.wait_replicas = a.wait_replicas;
+    lo.wait_replicas_timeout_ms = a.wait_replicas_timeout_ms;
     char holder[512];
     const char *const who[] = {"dlock", "acquire", id, NULL};
     cli_holder_text(holder, sizeof holder, who);

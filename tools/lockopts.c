@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,12 +17,33 @@ const char lock_args_help[] =
     "  -n, --nonblock                fail at once if the lock is held\n"
     "                                (without -w or -n: 3 tries 100ms apart, unlike flock,\n"
     "                                which waits forever)\n"
-    "  -E, --conflict-exit-code N    exit status when the lock is held (default 1)\n";
+    "  -E, --conflict-exit-code N    exit status when the lock is held (default 1)\n"
+    "      --wait-replicas N[/T]     each lock write must reach N replicas within T (WAIT;\n"
+    "                                default 1s): narrows, does not close, the window in\n"
+    "                                which a failover loses the lock\n";
 
 void lock_args_init(struct lock_args *a) {
     memset(a, 0, sizeof *a);
     a->lease_ms = 10000;
     a->conflict_exit = CLI_EX_CONFLICT;
+}
+
+/* "N" or "N/TIMEOUT": 1 to 1000 replicas, a duration. */
+static int wait_replicas_arg(const char *cmd, struct lock_args *a, const char *arg) {
+    char *end = NULL;
+    long n = strtol(arg, &end, 10);
+    if (end == arg || (*end != '\0' && *end != '/') || n < 1 || n > 1000) {
+        return cli_usage_error(cmd,
+                               "--wait-replicas: '%s' is not N or N/TIMEOUT (N from 1 to "
+                               "1000, e.g. 1/500ms)",
+                               arg);
+    }
+    a->wait_replicas = (int)n;
+    a->wait_replicas_timeout_ms = 0;
+    if (*end == '/') {
+        return cli_duration_arg(cmd, "--wait-replicas", end + 1, 0, &a->wait_replicas_timeout_ms);
+    }
+    return 0;
 }
 
 int lock_args_option(const char *cmd, struct lock_args *a, int opt, const char *arg, int *ex) {
@@ -51,6 +73,9 @@ int lock_args_option(const char *cmd, struct lock_args *a, int opt, const char *
         return 1;
     case LOCK_OPT_FENCING:
         a->fencing = 1;
+        return 1;
+    case LOCK_OPT_WAIT_REPLICAS:
+        *ex = wait_replicas_arg(cmd, a, arg);
         return 1;
     default:
         return 0;

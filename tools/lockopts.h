@@ -6,24 +6,27 @@
 #include "cli.h"
 
 struct lock_args {
-    int64_t lease_ms;  /* -l; default 10s, at least CLI_MIN_LEASE_MS */
-    int64_t wait_ms;   /* -w; 0 with wait_set means -n */
-    int wait_set;      /* -w given */
-    int wait_forever;  /* -w forever */
-    int nonblock;      /* -n */
-    int conflict_exit; /* -E; default CLI_EX_CONFLICT */
-    int fencing;       /* --fencing */
+    int64_t lease_ms;                 /* -l; default 10s, at least CLI_MIN_LEASE_MS */
+    int64_t wait_ms;                  /* -w; 0 with wait_set means -n */
+    int wait_set;                     /* -w given */
+    int wait_forever;                 /* -w forever */
+    int nonblock;                     /* -n */
+    int conflict_exit;                /* -E; default CLI_EX_CONFLICT */
+    int fencing;                      /* --fencing */
+    int wait_replicas;                /* --wait-replicas N[/TIMEOUT]; 0 = off */
+    int64_t wait_replicas_timeout_ms; /* its TIMEOUT; 0 = the library's default */
 };
 
 /* getopt_long codes of the long-only options here; run and acquire number theirs from
  * LOCK_OPT_FIRST_PRIVATE. */
-enum { LOCK_OPT_FENCING = CLI_OPT_FIRST_PRIVATE, LOCK_OPT_FIRST_PRIVATE };
+enum { LOCK_OPT_FENCING = CLI_OPT_FIRST_PRIVATE, LOCK_OPT_WAIT_REPLICAS, LOCK_OPT_FIRST_PRIVATE };
 
 #define LOCK_ARGS_SHORTOPTS "l:w:nE:"
 #define LOCK_ARGS_LONGOPTS                                                                         \
     {"lease", required_argument, NULL, 'l'}, {"wait", required_argument, NULL, 'w'},               \
         {"nonblock", no_argument, NULL, 'n'},                                                      \
-        {"conflict-exit-code", required_argument, NULL, 'E'}, {                                    \
+        {"conflict-exit-code", required_argument, NULL, 'E'},                                      \
+        {"wait-replicas", required_argument, NULL, LOCK_OPT_WAIT_REPLICAS}, {                      \
         "fencing", no_argument, NULL, LOCK_OPT_FENCING                                             \
     }
 

@@ -302,6 +302,8 @@ int cmd_run(int argc, char **argv, cli_common *common) {
     lo.on_renew_error = on_renew_error;
     lo.userdata = common;
     lo.fencing = o.lock.fencing;
+    lo.wait_replicas = o.lock.wait_replicas;
+    lo.wait_replicas_timeout_ms = o.lock.wait_replicas_timeout_ms;
     char holder[512];
     cli_holder_text(holder, sizeof holder, (const char *const *)command);
     lo.holder = holder;

@@ -13,9 +13,11 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,9 @@ static _Atomic int g_stop; /* set on SIGTERM: hanging requests give up */
 static redisContext *g_rc;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER; /* g_rc, g_sync, the log file */
 static unsigned long g_sync;
+/* What the gateway served (GET /gateway-stats): HTTP command requests, the commands in them
+ * (a pipeline counts each), SSE streams opened, and messages sent on them. */
+static atomic_ulong g_stat_requests, g_stat_commands, g_stat_streams, g_stat_messages;
 
 enum route { R_SINGLE, R_PIPELINE, R_MULTI };
 
@@ -249,16 +254,12 @@ static json_t *envelope(const redisReply *r, int b64) {
     return json_pack("{s:o}", "result", v);
 }
 
-static int redis_ready(void) {
-    if (g_rc != NULL && g_rc->err == 0) {
-        return 1;
-    }
-    if (g_rc != NULL) {
-        redisFree(g_rc);
-    }
+/* A new connection to --redis, or NULL. */
+static redisContext *redis_connect(void) {
     struct timeval tv = {5, 0};
+    redisContext *rc;
     if (g_redis[0] == '/') {
-        g_rc = redisConnectUnixWithTimeout(g_redis, tv);
+        rc = redisConnectUnixWithTimeout(g_redis, tv);
     } else {
         char host[256];
         snprintf(host, sizeof host, "%s", g_redis);
@@ -267,13 +268,27 @@ static int redis_ready(void) {
         if (colon != NULL) {
             *colon = '\0';
         }
-        g_rc = redisConnectWithTimeout(host, port, tv);
+        rc = redisConnectWithTimeout(host, port, tv);
     }
+    if (rc != NULL && rc->err == 0) {
+        redisSetTimeout(rc, tv);
+        return rc;
+    }
+    if (rc != NULL) {
+        redisFree(rc);
+    }
+    return NULL;
+}
+
+static int redis_ready(void) {
     if (g_rc != NULL && g_rc->err == 0) {
-        redisSetTimeout(g_rc, tv);
         return 1;
     }
-    return 0;
+    if (g_rc != NULL) {
+        redisFree(g_rc);
+    }
+    g_rc = redis_connect();
+    return g_rc != NULL;
 }
 
 /* Runs the commands of `cmds` (an array of arrays) pipelined; wraps in MULTI/EXEC if asked.
@@ -345,6 +360,203 @@ static json_t *run(json_t *cmds, enum route route, int b64, unsigned *status) {
     return out;
 }
 
+/* ---- SSE subscribe (shared/upstash-rest.md, "SSE subscribe") ----
+ *
+ * POST /subscribe/<channel> answers a stream of server-sent events, as Upstash does: first
+ * `data: subscribe,<channel>,1`, then `data: message,<channel>,<payload>` for each message, each
+ * event followed by a blank line, and a `: keepalive` comment every 15 s. Each stream holds a
+ * Redis connection of its own, SUBSCRIBEd before the 200 goes out, so a PUBLISH counts it as a
+ * subscriber from the moment the client sees the status; the connection is closed when the
+ * client goes away, so a PUBLISH to a dead client's channel counts nobody. The path is taken as
+ * one channel (percent-decoded by libmicrohttpd), slashes included. Stream data is never base64,
+ * whatever Upstash-Encoding says. */
+
+#define SSE_KEEPALIVE_MS 15000
+#define SSE_CUT_MS       300 /* fault ssecut: the stream closes this long after it opened */
+#define SLOW_MS          100 /* faults slow, slowstall: each command waits this long first */
+
+enum sse_fault { SSE_OK, SSE_STALL, SSE_CUT };
+
+typedef struct sse_state {
+    redisContext *rc;
+    char *channel;
+    int client_fd;
+    enum sse_fault fault;
+    char *out; /* bytes to send before reading Redis again */
+    size_t out_len, out_pos;
+    long long opened_ms, last_write_ms;
+} sse_state;
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Appends `data: TYPE,CHANNEL,PAYLOAD` framed the SSE way: a payload holding line breaks goes
+ * out as one data line per line, and a blank line ends the event. */
+static void sse_event(sse_state *st, const char *type, const char *payload, size_t plen) {
+    size_t cap = strlen(type) + strlen(st->channel) + plen * 7 + 32;
+    char *o = malloc(cap);
+    size_t n = (size_t)snprintf(o, cap, "data: %s,%s,", type, st->channel);
+    for (size_t i = 0; i < plen; i++) {
+        if (payload[i] == '\n' || payload[i] == '\r') {
+            if (payload[i] == '\r' && i + 1 < plen && payload[i + 1] == '\n') {
+                i++;
+            }
+            memcpy(o + n, "\ndata: ", 7);
+            n += 7;
+        } else {
+            o[n++] = payload[i];
+        }
+    }
+    memcpy(o + n, "\n\n", 2);
+    n += 2;
+    free(st->out);
+    st->out = o;
+    st->out_len = n;
+    st->out_pos = 0;
+}
+
+/* Waits up to 200 ms for one Redis reply on the subscribed connection, watching the client's
+ * socket at the same time: a client that goes away (RDHUP, HUP, ERR) ends the wait at once, so
+ * its subscription is dropped before a release can count it. 1 with *out, 0 if none came, -1 if
+ * Redis broke, -2 if the client left. */
+static int sse_redis_reply(sse_state *st, redisReply **out) {
+    void *r = NULL;
+    if (redisGetReplyFromReader(st->rc, &r) != REDIS_OK) {
+        return -1;
+    }
+    if (r == NULL) {
+        struct pollfd p[2] = {{.fd = st->rc->fd, .events = POLLIN},
+                              {.fd = st->client_fd, .events = POLLRDHUP}};
+        if (poll(p, st->client_fd >= 0 ? 2 : 1, 200) <= 0) {
+            return 0;
+        }
+        if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+            return -2;
+        }
+        if (!(p[0].revents & POLLIN)) {
+            return 0;
+        }
+        if (redisBufferRead(st->rc) != REDIS_OK ||
+            redisGetReplyFromReader(st->rc, &r) != REDIS_OK) {
+            return -1;
+        }
+    }
+    *out = r;
+    return r != NULL;
+}
+
+/* libmicrohttpd's content reader, on the connection's own thread: it blocks until it has bytes
+ * to send (returning 0 would make that thread spin), or ends the stream. */
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    sse_state *st = cls;
+    for (;;) {
+        if (st->out_pos < st->out_len) {
+            size_t n = st->out_len - st->out_pos < max ? st->out_len - st->out_pos : max;
+            memcpy(buf, st->out + st->out_pos, n);
+            st->out_pos += n;
+            st->last_write_ms = mono_ms();
+            return (ssize_t)n;
+        }
+        long long now = mono_ms();
+        if (g_stop || (st->fault == SSE_CUT && now - st->opened_ms >= SSE_CUT_MS)) {
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* closes the connection */
+        }
+        if (now - st->last_write_ms >= SSE_KEEPALIVE_MS) {
+            free(st->out);
+            st->out = strdup(": keepalive\n\n");
+            st->out_len = strlen(st->out);
+            st->out_pos = 0;
+            continue;
+        }
+        redisReply *r = NULL;
+        int got = sse_redis_reply(st, &r);
+        if (got == -2) {
+            return MHD_CONTENT_READER_END_OF_STREAM; /* nobody to tell: no error to log */
+        }
+        if (got < 0) {
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (got == 0) {
+            continue;
+        }
+        int msg = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  strcmp(r->element[0]->str, "message") == 0;
+        if (msg && st->fault != SSE_STALL) {
+            atomic_fetch_add(&g_stat_messages, 1);
+            sse_event(st, "message", r->element[2]->str, r->element[2]->len);
+        }
+        freeReplyObject(r);
+    }
+}
+
+static void sse_free(void *cls) {
+    sse_state *st = cls;
+    redisFree(st->rc); /* the client is gone: so is its subscription */
+    free(st->channel);
+    free(st->out);
+    free(st);
+}
+
+static enum MHD_Result sse_subscribe(struct MHD_Connection *conn, const char *channel,
+                                     const char *mode) {
+    if (strcmp(mode, "nosse") == 0) {
+        return send_error(conn, 404, "gateway: endpoint not found (fault nosse)");
+    }
+    if (strcmp(mode, "ssehang") == 0) {
+        return fault(conn, "hang");
+    }
+    if (channel[0] == '\0') {
+        return send_error(conn, 400, "ERR no channel to subscribe to");
+    }
+    redisContext *rc = redis_connect();
+    redisReply *r = rc != NULL ? redisCommand(rc, "SUBSCRIBE %s", channel) : NULL;
+    int ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    if (!ok) {
+        if (rc != NULL) {
+            redisFree(rc);
+        }
+        return send_error(conn, 500, "gateway: unable to subscribe on the Redis server");
+    }
+    atomic_fetch_add(&g_stat_streams, 1);
+    sse_state *st = calloc(1, sizeof *st);
+    st->rc = rc;
+    st->channel = strdup(channel);
+    st->fault = strcmp(mode, "ssestall") == 0 || strcmp(mode, "slowstall") == 0 ? SSE_STALL
+                : strcmp(mode, "ssecut") == 0                                   ? SSE_CUT
+                                                                                : SSE_OK;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    st->client_fd = ci != NULL ? ci->connect_fd : -1;
+    st->opened_ms = st->last_write_ms = mono_ms();
+    sse_event(st, "subscribe", "1", 1);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, st, sse_free);
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* GET /gateway-stats (not Upstash's: for the benchmark): what the gateway has served, so a
+ * client's commands per cycle can be counted where Upstash would bill them. */
+static enum MHD_Result send_stats(struct MHD_Connection *conn) {
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"requests\":%lu,\"commands\":%lu,\"streams\":%lu,\"messages\":%lu}",
+             atomic_load(&g_stat_requests), atomic_load(&g_stat_commands),
+             atomic_load(&g_stat_streams), atomic_load(&g_stat_messages));
+    return send_body(conn, 200, body, 0);
+}
+
 /* ---- HTTP ---- */
 
 /* Splits "/fault/MODE/rest" or "/fault-all/MODE/rest" off the path. */
@@ -396,8 +608,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         snprintf(mode, sizeof mode, "%s", g_fault);
         all = 1;
     }
-    enum route route;
-    if (strcmp(path, "") == 0 || strcmp(path, "/") == 0) {
+    if (strcmp(path, "/gateway-stats") == 0) {
+        return send_stats(conn);
+    }
+    /* The SSE faults touch streams only: commands through the same base URL work. */
+    int slow = strcmp(mode, "slow") == 0 || strcmp(mode, "slowstall") == 0;
+    int sse_mode = strcmp(mode, "nosse") == 0 || strcmp(mode, "ssehang") == 0 ||
+                   strcmp(mode, "ssestall") == 0 || strcmp(mode, "ssecut") == 0 || slow;
+    int sse = strncmp(path, "/subscribe/", 11) == 0;
+    enum route route = R_SINGLE;
+    if (sse) {
+        /* routed below, after the method and the token are checked */
+    } else if (strcmp(path, "") == 0 || strcmp(path, "/") == 0) {
         route = R_SINGLE;
     } else if (strcmp(path, "/pipeline") == 0) {
         route = R_PIPELINE;
@@ -412,6 +634,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, g_token) != 0) {
         return send_error(conn, 401, "WRONGPASS invalid or missing auth token");
+    }
+    if (sse) {
+        pthread_mutex_lock(&g_mu);
+        logf_("%s stream\n", url);
+        pthread_mutex_unlock(&g_mu);
+        if (mode[0] != '\0' && !sse_mode) {
+            return fault(conn, mode);
+        }
+        return sse_subscribe(conn, path + 11, mode);
+    }
+    if (sse_mode) {
+        mode[0] = '\0';
     }
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
@@ -461,6 +695,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return fault(conn, mode);
         }
     }
+    if (slow) {
+        usleep(SLOW_MS * 1000); /* before the command runs: the client waits longer for it */
+    }
+    atomic_fetch_add(&g_stat_requests, 1);
+    atomic_fetch_add(&g_stat_commands, json_array_size(cmds));
     unsigned status;
     json_t *out = run(cmds, route, b64, &status);
     json_decref(cmds);

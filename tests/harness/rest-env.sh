@@ -1,14 +1,70 @@
 #!/bin/bash
 # Starts or stops the Upstash-compatible REST gateway (tests/gateway) in front of the plain
-# redis-server that redis-env.sh started in DIR, for the REST variants of the suites.
+# redis-server that redis-env.sh started in DIR, for the REST variants of the suites; and, when
+# nghttpx (Debian package nghttp2-proxy) is installed, nghttpx in front of the gateway: HTTPS
+# with HTTP/2 (ALPN h2) on the harness's server certificate, HTTP/1.1 to the gateway.
 #
-#   rest-env.sh start DIR GATEWAY_BINARY TOKEN   appends DLOCK_TEST_REST_URL to DIR/env
-#   rest-env.sh stop DIR                         kills the gateway by its PID (idempotent)
+#   rest-env.sh start DIR GATEWAY_BINARY TOKEN   appends DLOCK_TEST_REST_URL to DIR/env, and
+#                                                DLOCK_TEST_REST_H2_URL + DLOCK_TEST_REST_H2_LOG
+#                                                (nghttpx's access log: "ALPN METHOD PATH STATUS")
+#   rest-env.sh stop DIR                         kills both by their PIDs (idempotent)
 set -euo pipefail
 
 die() {
     echo "rest-env.sh: $*" >&2
     exit 1
+}
+
+# stop_pid FILE: TERM, then KILL after 2.5 s, the process whose PID FILE holds; removes FILE.
+stop_pid() {
+    [ -f "$1" ] || return 0
+    local pid
+    pid=$(cat "$1")
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$1"
+}
+
+# start_nghttpx GATEWAY_PORT: HTTPS + HTTP/2 in front of the gateway, on a free port (retried on
+# a clash). --conf /dev/null keeps the system's /etc/nghttpx/nghttpx.conf out; one process, so
+# its PID ($!: setsid execs it) is the one to stop. Each SSE stream holds one backend
+# connection: allow plenty.
+start_nghttpx() {
+    command -v nghttpx >/dev/null || {
+        echo "rest-env.sh: nghttpx not found (apt-get install nghttp2-proxy): no HTTP/2 run" >&2
+        return 0
+    }
+    local gw=$1 port
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        rm -f "$DIR/nghttpx.pid" "$DIR/nghttpx.access"
+        : >"$DIR/nghttpx.log"
+        setsid nghttpx --conf=/dev/null --single-process --no-ocsp \
+            --frontend="127.0.0.1,$port" --backend="127.0.0.1,$gw;;proto=http/1.1" \
+            --backend-connections-per-host=1024 --frontend-http2-max-concurrent-streams=1024 \
+            --errorlog-file="$DIR/nghttpx.log" \
+            --accesslog-file="$DIR/nghttpx.access" \
+            --accesslog-format='$alpn $method $path $status' \
+            "$DIR/server.key" "$DIR/server.crt" </dev/null >/dev/null 2>&1 &
+        echo $! >"$DIR/nghttpx.pid"
+        for _ in $(seq 1 100); do
+            if grep -q "Listening on 127.0.0.1:$port" "$DIR/nghttpx.log" 2>/dev/null; then
+                echo "DLOCK_TEST_REST_H2_URL=https://127.0.0.1:$port" >>"$DIR/env"
+                echo "DLOCK_TEST_REST_H2_LOG=$DIR/nghttpx.access" >>"$DIR/env"
+                return 0
+            fi
+            grep -q "Address already in use" "$DIR/nghttpx.log" 2>/dev/null && break
+            sleep 0.05
+        done
+        stop_pid "$DIR/nghttpx.pid"
+    done
+    die "nghttpx did not start; see $DIR/nghttpx.log"
 }
 
 cmd=${1:-}
@@ -33,22 +89,13 @@ start)
         sleep 0.05
     done
     [ -s "$DIR/rest.port" ] || die "gateway did not start; see $DIR/rest.log"
-    sed -i '/^DLOCK_TEST_REST_URL=/d' "$DIR/env"
+    sed -i '/^DLOCK_TEST_REST_URL=/d; /^DLOCK_TEST_REST_H2_/d' "$DIR/env"
     echo "DLOCK_TEST_REST_URL=http://127.0.0.1:$(cat "$DIR/rest.port")" >>"$DIR/env"
+    start_nghttpx "$(cat "$DIR/rest.port")"
     ;;
 stop)
-    if [ -f "$DIR/rest.pid" ]; then
-        pid=$(cat "$DIR/rest.pid")
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid"
-            for _ in $(seq 1 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.05
-            done
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        rm -f "$DIR/rest.pid"
-    fi
+    stop_pid "$DIR/nghttpx.pid"
+    stop_pid "$DIR/rest.pid"
     ;;
 *)
     die "usage: rest-env.sh start|stop DIR [GATEWAY TOKEN]"
