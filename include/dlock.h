@@ -228,9 +228,13 @@ DLOCK_API void dlock_client_close(dlock_client *client);
  * Mutual exclusion needs a majority of servers to keep the key for the lease and clocks whose
  * rates differ by less than the drift margin; Kleppmann's critique (pauses, clock jumps) applies
  * in full, so protect the resource with the fencing token.
- * A server that cannot be reached at open (refused, timed out) is tolerated while a majority
- * can be; its thread tries it again, at most every 500 ms, when requests come. A wrong URL,
- * password or certificate fails the open.
+ * Open connects to all n in parallel and returns once every server answered, or a majority did
+ * and the others had quorum_timeout_ms more (at most 100 ms by default). A server that cannot
+ * be reached (refused, timed out, silent) is tolerated while a majority can be; its thread
+ * tries it again, at most every 500 ms, when requests come. A wrong URL, password or
+ * certificate of a server that answered fails the open. dlock_client_close does not wait for a
+ * silent server either: a thread still blocked on one is left to finish its call (within
+ * connect_timeout_ms or the member timeout) and then frees what it used.
  * Returns DLOCK_OK and sets *out, or EINVAL (n outside DLOCK_QUORUM_MIN..MAX, a NULL or
  * repeated URL, a bad option), ENOMEM, ESYS, or a server's error (then *out is NULL).
  * Ownership: close with dlock_client_close. Thread-safety: as any client; calls from several

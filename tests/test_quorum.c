@@ -330,8 +330,8 @@ static void test_silent_server_does_not_delay(void **unused) {
     }
     print_message("slowest acquire with a silent server: %lld ms\n", (long long)worst);
     /* The member timeout is 100 ms for a 10 s lease: deciding without the silent server means
-     * well under it. */
-    assert_true(worst < dlt_slow(60));
+     * well under it (a loaded machine may add tens of ms). */
+    assert_true(worst < dlt_slow(80));
     dlock_client_close(c);
 }
 
