@@ -15,17 +15,42 @@
  * -L N every N-th hold lasts a second (inside its lease) and shows the file STATE.longcs
  * meanwhile, so the injector can kill Redis while a hold is in progress.
  *
+ * Worker kinds (issue 10), combinable:
+ *   -R        reuse one token for every acquire of this worker (the seed's model: one uuid per
+ *             Lock object), so a hand-off message from an earlier acquire names this one too
+ *   -a        auto-renew (renew interval -I MS, 0 = the library's lease/3); the hold sleeps in
+ *             10 ms steps and ends early when on_lost fires
+ *   -e MS     dlock_lock_extend(MS) right after each acquire (with -a: extend mid-renewal)
+ *   -k FILE   before each acquire write the call's token to FILE, remove it when the call returns,
+ *             so run.sh can SIGKILL this worker while it is queued (and tell a waiter from a
+ *             holder by asking Redis whose token the key holds)
+ *   -V        a victim: run.sh kills it; it is not expected to finish (log header says so)
+ *   -G MS     every other acquire waits only MS ms, so the worker often stops waiting while
+ *             queued (a "gave up" event for the dead-waiter idle figure)
+ *   -U        deliberately broken, to show the checker bites: after a release that failed, go
+ *             on working for 50 ms as if the lock were still held, on the validity the acquire
+ *             gave (a client that ignores that a lost release reply may have taken effect)
+ *   -x FILE   also stop when FILE exists; -n 0 means no hold count limit
+ * run.sh also SIGSTOPs workers at random (waiter-pause) and logs those pauses itself.
+ *
  * probe: every 25 ms takes a fresh id with a single attempt (no waiting) and releases it, timing
  * every call, until STOPFILE exists. A fresh id is never held by anyone, so the only honest
  * answers are OK or an error: "not acquired" would be an error reported as contention.
  *
  * Every record is one line (fault_check reads them):
+ *   worker W PID KIND              first line; KIND worker or victim
  *   acq|pacq T0 T1 RC ORPHAN CLASS   a failed or successful acquire; ORPHAN: -1 not checked,
  *                                    0 key not ours, 1 key held OUR token after the call failed,
  *                                    2 could not check; CLASS: what dlock_errmsg said about the
  *                                    lost reply: V verified-not-held, U unverifiable, N other
- *   rel|prel|ext T0 T1 RC
- *   hold W SEQ T0 START VALID_UNTIL END FENCE READ WRITE PAUSED   (T0: the acquire call began)
+ *   rel|prel|ext T0 T1 RC            rel: the first release after a hold; rer: a retry of it
+ *   rer T0 T1 RC                     after an error
+ *   hold W SEQ T0 START VALID_UNTIL END FENCE READ WRITE PAUSED V0
+ *                                    T0: the acquire call began; VALID_UNTIL: the latest end of
+ *                                    validity the library promised during the hold (after the
+ *                                    acquire, after each extend, at the end); V0: the validity
+ *                                    in ms the acquire itself reported
+ *   lost W SEQ T REASON              on_lost fired (auto-renew) at T
  *   stale W SEQ EXT_RC REL_RC WRITE VALIDITY_MS   (a paused hold, after waking)
  *   done W SUCCESSES ERRORS NOT_ACQUIRED */
 #include "dlock.h"
@@ -39,8 +64,10 @@
 typedef struct cfg {
     const char *mode;
     const char *url, *direct_url, *id, *state, *log, *stopfile;
-    int wid, cycles, fencing, connect_ms, command_ms, long_every;
-    int64_t lease_ms, wait_ms, cs_us, think_ms, deadline_s, pause_ms;
+    const char *marker;
+    int wid, cycles, fencing, connect_ms, command_ms, long_every, reuse, renew, victim, broken;
+    int64_t lease_ms, wait_ms, cs_us, think_ms, deadline_s, pause_ms, renew_ms, extend_ms,
+        giveup_ms;
     int pauses[16], npauses;
 } cfg;
 
@@ -51,7 +78,8 @@ static void usage(void) {
     fprintf(stderr, "usage: fault_worker worker|probe|now [-u URL] [-d DIRECT_URL] [-i ID] [-w N]\n"
                     "  [-n CYCLES] [-l LEASE_MS] [-W WAIT_MS] [-f] [-c CS_US] [-t THINK_MS]\n"
                     "  [-s STATE] [-o LOG] [-C CONNECT_MS] [-T COMMAND_MS] [-D DEADLINE_S]\n"
-                    "  [-p HOLD,HOLD,...] [-P PAUSE_MS] [-x STOPFILE] [-L EVERY]\n");
+                    "  [-p HOLD,HOLD,...] [-P PAUSE_MS] [-x STOPFILE] [-L EVERY]\n"
+                    "  [-R] [-a] [-I RENEW_MS] [-e EXTEND_MS] [-k MARKER] [-V] [-G GIVEUP_MS]\n");
     exit(2);
 }
 
@@ -80,7 +108,7 @@ static void parse(int argc, char **argv, cfg *c) {
     c->mode = argv[1];
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:RaI:e:k:VG:U")) != -1) {
         switch (opt) {
         case 'u':
             c->url = optarg;
@@ -141,6 +169,30 @@ static void parse(int argc, char **argv, cfg *c) {
             break;
         case 'L':
             c->long_every = (int)num(optarg);
+            break;
+        case 'R':
+            c->reuse = 1;
+            break;
+        case 'a':
+            c->renew = 1;
+            break;
+        case 'I':
+            c->renew_ms = num(optarg);
+            break;
+        case 'e':
+            c->extend_ms = num(optarg);
+            break;
+        case 'k':
+            c->marker = optarg;
+            break;
+        case 'V':
+            c->victim = 1;
+            break;
+        case 'G':
+            c->giveup_ms = num(optarg);
+            break;
+        case 'U':
+            c->broken = 1;
             break;
         default:
             usage();
@@ -224,6 +276,71 @@ static void pause_self(int64_t pause_ms) {
     }
 }
 
+/* on_lost, on the library's renewal thread: log it and tell the hold to stop. */
+typedef struct hold_ctx {
+    int wid, seq;
+    volatile sig_atomic_t lost;
+} hold_ctx;
+
+static void on_lost(dlock_lock *lock, int reason, void *userdata) {
+    hold_ctx *h = userdata;
+    (void)lock;
+    h->lost = 1;
+    fprintf(wlog, "lost %d %d %" PRId64 " %d\n", h->wid, h->seq, fault_now_us(), reason);
+    fflush(wlog);
+}
+
+static int stop_requested(const cfg *c) {
+    struct stat st;
+    return c->stopfile != NULL && stat(c->stopfile, &st) == 0;
+}
+
+/* The marker run.sh reads to kill this worker while it waits: the call's token, written whole
+ * (rename) so a reader never sees half of it. */
+static void marker_set(const cfg *c, const char *token) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->marker);
+    FILE *f = fopen(tmp, "w");
+    if (f != NULL) {
+        fprintf(f, "%s\n", token);
+        fclose(f);
+        rename(tmp, c->marker);
+    }
+}
+
+/* Sleeps us microseconds of work, in 10 ms steps for an auto-renewed hold so that it stops as
+ * soon as on_lost says the lock is gone. */
+static void work(const hold_ctx *h, int64_t us) {
+    int64_t until = fault_now_us() + us;
+    for (int64_t now = fault_now_us(); now < until && !h->lost; now = fault_now_us()) {
+        fault_sleep_us(until - now < 10000 ? until - now : 10000);
+    }
+}
+
+static int64_t valid_until_now(const dlock_lock *lock) {
+    int64_t v = dlock_lock_validity_ms(lock);
+    return v > 0 ? fault_now_us() + v * 1000 : 0;
+}
+
+/* The first release of a hold is logged as rel; after an error it is retried (rer) a few times,
+ * so that a lost release reply does not block the id for a whole lease. */
+static int release_hold(const cfg *c, dlock_lock *lock, int *errors) {
+    int rel = 0;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        int64_t t0 = fault_now_us();
+        rel = dlock_lock_release(lock);
+        fprintf(wlog, "%s %" PRId64 " %" PRId64 " %d\n", attempt == 0 ? "rel" : "rer", t0,
+                fault_now_us(), rel);
+        if (rel >= 0) {
+            break;
+        }
+        fprintf(stderr, "fault_worker %d: release: %s\n", c->wid, dlock_errmsg());
+        (*errors)++;
+        fault_sleep_us(50000);
+    }
+    return rel;
+}
+
 static int run_worker(const cfg *c) {
     if (c->url == NULL || c->id == NULL || c->state == NULL) {
         usage();
@@ -231,21 +348,46 @@ static int run_worker(const cfg *c) {
     int64_t start = fault_now_us(), deadline = start + c->deadline_s * 1000000;
     dlock_client *cl = open_client(c, c->url, start + 10000000);
     inspector = open_client(c, c->direct_url, start + 10000000);
-    dlock_lock_options lo = {.lease_ms = c->lease_ms, .fencing = c->fencing};
+    static hold_ctx hc;
+    hc.wid = c->wid;
+    dlock_lock_options lo = {.lease_ms = c->lease_ms,
+                             .fencing = c->fencing,
+                             .auto_renew = c->renew,
+                             .renew_interval_ms = c->renew_ms,
+                             .on_lost = on_lost,
+                             .userdata = &hc};
     dlock_lock *lock;
     if (dlock_lock_new(&lock, cl, c->id, &lo) != DLOCK_OK) {
         fprintf(stderr, "fault_worker: lock_new: %s\n", dlock_errmsg());
         return 1;
     }
+    fprintf(wlog, "worker %d %d %s\n", c->wid, (int)getpid(), c->victim ? "victim" : "worker");
+    fflush(wlog);
     unsigned seed = (unsigned)getpid() ^ (unsigned)start;
     int succ = 0, errors = 0, notacq = 0;
-    for (int seq = 1; succ < c->cycles && fault_now_us() < deadline; seq++) {
+    for (int seq = 1;
+         (c->cycles == 0 || succ < c->cycles) && fault_now_us() < deadline && !stop_requested(c);
+         seq++) {
         char token[64];
-        snprintf(token, sizeof token, "w%d-%d-%d", c->wid, (int)getpid(), seq);
-        dlock_acquire_options ao = {.wait_ms = c->wait_ms, .token = token};
+        if (c->reuse) {
+            snprintf(token, sizeof token, "w%d-%d", c->wid, (int)getpid());
+        } else {
+            snprintf(token, sizeof token, "w%d-%d-%d", c->wid, (int)getpid(), seq);
+        }
+        /* -G: every other wait is short, so this worker often gives up while queued. */
+        int64_t wait = c->giveup_ms > 0 && seq % 2 == 0 ? c->giveup_ms : c->wait_ms;
+        dlock_acquire_options ao = {.wait_ms = wait, .token = token};
+        if (c->marker != NULL) {
+            marker_set(c, token);
+        }
+        hc.seq = seq;
+        hc.lost = 0;
         int64_t t0 = fault_now_us();
         int rc = dlock_lock_acquire(lock, &ao);
         int64_t t1 = fault_now_us();
+        if (c->marker != NULL) {
+            unlink(c->marker);
+        }
         if (rc != DLOCK_OK) {
             char cls = classify(rc);
             if (rc < 0) {
@@ -263,10 +405,24 @@ static int run_worker(const cfg *c) {
             continue;
         }
         fprintf(wlog, "acq %" PRId64 " %" PRId64 " 0 -1 -\n", t0, t1);
-        int64_t validity = dlock_lock_validity_ms(lock);
-        int64_t valid_until = fault_now_us() + validity * 1000;
+        if (c->victim) {
+            fflush(wlog); /* run.sh reads it to tell a victim that held from one that waited */
+        }
+        int64_t v0 = dlock_lock_validity_ms(lock);
+        int64_t valid_until = v0 > 0 ? fault_now_us() + v0 * 1000 : 0;
         int64_t fence = dlock_lock_fencing_token(lock);
         int hold = succ + 1, paused = is_pause(c, hold);
+        if (c->extend_ms > 0) {
+            int64_t e0 = fault_now_us();
+            int ext = dlock_lock_extend(lock, c->extend_ms);
+            fprintf(wlog, "ext %" PRId64 " %" PRId64 " %d\n", e0, fault_now_us(), ext);
+            if (ext < 0) {
+                fprintf(stderr, "fault_worker %d: extend: %s\n", c->wid, dlock_errmsg());
+                errors++;
+            }
+            int64_t v = valid_until_now(lock);
+            valid_until = v > valid_until ? v : valid_until;
+        }
 
         /* The critical section: read, (pause), work, write back + 1. */
         int64_t value = 0;
@@ -285,18 +441,25 @@ static int run_worker(const cfg *c) {
             unlink(marker);
         }
         if (rd == 1) {
-            fault_sleep_us(c->cs_us);
+            work(&hc, c->cs_us);
             value++;
-            wr = fault_storage_access(c->state, 1, fence, &value);
+            wr = hc.lost ? 0 : fault_storage_access(c->state, 1, fence, &value);
         }
         int64_t end = fault_now_us();
         if (rd < 0 || (rd == 1 && wr < 0)) {
             fprintf(stderr, "fault_worker: storage I/O error on %s\n", c->state);
             return 1;
         }
+        /* Auto-renewal may have promised more by now: the last promise counts too. */
+        int64_t v_end = valid_until_now(lock);
+        valid_until = v_end > valid_until ? v_end : valid_until;
+        if (hc.lost && wr == 0) {
+            wr = -1; /* not attempted: the library said the lock was lost */
+        }
         fprintf(wlog,
-                "hold %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %d %d %d\n",
-                c->wid, seq, t0, t1, valid_until, end, fence, rd, wr, paused);
+                "hold %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                " %d %d %d %" PRId64 "\n",
+                c->wid, seq, t0, t1, valid_until, end, fence, rd, wr, paused, v0);
 
         int ext = 0;
         int64_t stale_validity = paused ? dlock_lock_validity_ms(lock) : 0;
@@ -305,12 +468,15 @@ static int run_worker(const cfg *c) {
             ext = dlock_lock_extend(lock, 100);
             fprintf(wlog, "ext %" PRId64 " %" PRId64 " %d\n", t0, fault_now_us(), ext);
         }
-        t0 = fault_now_us();
-        int rel = dlock_lock_release(lock);
-        fprintf(wlog, "rel %" PRId64 " %" PRId64 " %d\n", t0, fault_now_us(), rel);
-        if (rel < 0) {
-            fprintf(stderr, "fault_worker %d: release: %s\n", c->wid, dlock_errmsg());
-            errors++;
+        int errors_before = errors;
+        int rel = release_hold(c, lock, &errors);
+        if (c->broken && errors > errors_before) {
+            int64_t b0 = fault_now_us();
+            fault_sleep_us(50000);
+            fprintf(wlog,
+                    "hold %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                    " 1 -1 0 %" PRId64 "\n",
+                    c->wid, seq, t0, b0, valid_until, fault_now_us(), fence, v0);
         }
         if (paused) {
             fprintf(wlog, "stale %d %d %d %d %d %" PRId64 "\n", c->wid, seq, ext, rel, wr,
@@ -326,7 +492,7 @@ static int run_worker(const cfg *c) {
     dlock_lock_free(lock);
     dlock_client_close(inspector);
     dlock_client_close(cl);
-    return succ == c->cycles ? 0 : 3;
+    return c->cycles == 0 || succ == c->cycles ? 0 : 3;
 }
 
 static int run_probe(const cfg *c) {
@@ -337,8 +503,7 @@ static int run_probe(const cfg *c) {
     dlock_client *cl = open_client(c, c->url, start + 10000000);
     inspector = open_client(c, c->direct_url, start + 10000000);
     dlock_lock_options lo = {.lease_ms = c->lease_ms, .attempts = 1, .fencing = c->fencing};
-    struct stat st;
-    for (int n = 1; stat(c->stopfile, &st) != 0 && fault_now_us() < deadline; n++) {
+    for (int n = 1; !stop_requested(c) && fault_now_us() < deadline; n++) {
         char id[64], token[64];
         snprintf(id, sizeof id, "dlock-fault:probe:%d:%d", (int)getpid(), n);
         snprintf(token, sizeof token, "p-%d-%d", (int)getpid(), n);

@@ -2,7 +2,7 @@
 # run.sh: dlock's fault-injection suite (issue 7). Runs the mutual-exclusion check clean and
 # under each fault, the load test (plain, ASan, valgrind) and the fuzzers, then prints figures.
 #
-#   tests/fault/run.sh [--smoke] BUILD_DIR [SCENARIO...]
+#   tests/fault/run.sh [--smoke | --soak] BUILD_DIR [SCENARIO...]
 #
 # BUILD_DIR is a CMake build of dlock that includes tests/fault (its programs are found in
 # BUILD_DIR/tests/fault, or in $FAULT_BIN). SCENARIO names (default: all of them, in this order):
@@ -20,14 +20,38 @@
 #   proxy-fenced          the same with fencing (the fenced acquire is a script)
 #   holder-pause          two holders SIGSTOPped for 3 s with a 2 s lease, fencing on
 #   holder-pause-unfenced one holder paused without fencing: the checker must see the lost update
+#   waiter-kill           blocking waiters with hand-offs, default 10 s lease; a victim waiter is
+#                         SIGKILLed while queued, 8 times, and one worker gives up every other
+#                         wait: the next live waiter must get the lock within 1 s of the release
+#                         that follows (dead-waiter idle max <= 1000 ms)
+#   waiter-pause          SIGSTOP 0.2-2.5 s of waiters and holders by turns (2 s lease, fencing)
+#   pubsub-delay          every grant message arrives 1.5 s late (fault_proxy delays what Redis
+#                         sends on each SUBSCRIBE connection after the SUBSCRIBE reply); four of
+#                         the six workers reuse one token for all their acquires, as
+#                         @upstash/lock does with its uuid, so a late message names a later wait
+#   drop-release          the reply to the hand-off release is dropped, the connection left open
+#   drop-renew            auto-renewed holders (1.5 s holds, 2 s lease) whose renewal replies are
+#                         dropped
+#   renew-extend          auto-renewed holders (400 ms lease) that extend by 3 s right after the
+#                         acquire, with every renewal reply dropped: a renewal must not shorten
+#                         what the extend promised
+# Besides overlaps and lost updates, the waiter scenarios fail on a broken promise (a release or
+# extend that finds the key not ours inside the validity given), on any call over its bound, and
+# on more failed calls than the faults explain (none, or one per dropped reply).
 #   load                  fault_load 100 threads x 1000 cycles (plain build)
 #   load-asan             the same under ASan, if $FAULT_ASAN_BUILD names an ASan build
 #   load-valgrind         20 threads x 50 cycles under valgrind
 #   fuzz                  fuzz/run.sh, $FAULT_FUZZ_SECONDS (default 30) per target
 #
 # Environment: FAULT_WORKERS (8), FAULT_CYCLES (200), FAULT_WORK (scratch dir, default a temp
-# dir removed on success), FAULT_ASAN_BUILD, FAULT_FUZZ_SECONDS, FAULT_BIN.
+# dir removed on success), FAULT_ASAN_BUILD, FAULT_FUZZ_SECONDS, FAULT_BIN; FAULT_BROKEN=1 makes
+# every worker deliberately broken (fault_worker -U) to show the checks can fail.
 # --smoke: a quick clean run (4 workers x 25 holds), for ctest.
+# --soak: `make soak`. Rounds of the scenarios above with short holds (ms), every fault kind in
+# turn, until SOAK_HOLDS (1000000) holds are checked or SOAK_MINUTES (30) pass; then the totals:
+# holds checked, faults by kind, overlaps, errors, dead-waiter idle max/p99. Non-zero on any
+# overlap or failed check. SOAK_ROUND_SECS (60) sets the length of a timed round, SOAK_CELLS (1)
+# how many ids contend side by side in it. About 1M holds in 20 minutes on 2 cores.
 #
 # Every redis-server and proxy is started here, as a child of this script, and stopped by PID.
 set -uo pipefail
@@ -35,12 +59,16 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 smoke=0
+SOAK=0
 if [ "${1:-}" = --smoke ]; then
     smoke=1
     shift
+elif [ "${1:-}" = --soak ]; then
+    SOAK=1
+    shift
 fi
 [ $# -ge 1 ] || {
-    echo "usage: run.sh [--smoke] BUILD_DIR [SCENARIO...]" >&2
+    echo "usage: run.sh [--smoke | --soak] BUILD_DIR [SCENARIO...]" >&2
     exit 2
 }
 build=$(cd "$1" && pwd)
@@ -58,6 +86,10 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
 }
 
 WORKERS=${FAULT_WORKERS:-8}
+SOAK_HOLDS=${SOAK_HOLDS:-1000000}
+SOAK_MINUTES=${SOAK_MINUTES:-30}
+SOAK_ROUND_SECS=${SOAK_ROUND_SECS:-60}
+SOAK_CELLS=${SOAK_CELLS:-1}
 CYCLES=${FAULT_CYCLES:-200}
 if [ $smoke = 1 ]; then
     WORKERS=4
@@ -80,6 +112,12 @@ mkdir -p "$work"
 summary=$work/summary
 : >"$summary"
 failed=()
+
+# sum_field FIELD [REGEX]: the sum of FIELD over the summary lines that match REGEX.
+sum_field() {
+    grep -E "${2:-^FIGURES}" "$summary" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2 |
+        awk '{s += $1} END {print s + 0}'
+}
 
 # On exit, stop what is still running of ours: `jobs -p` lists only this shell's children that
 # have not been reaped, so no PID here can have been reused by someone else's process.
@@ -258,7 +296,144 @@ inject_pause() {
     record_faults "$NAME" "$PAUSES" "holder SIGSTOP 3 s past a 2 s lease"
 }
 
+# ---- injectors for waiters (issue 10) ----
+
+# hold_count: holds logged so far by the regular workers.
+hold_count() {
+    cat "$DIR"/w[0-9]*.log 2>/dev/null | grep -c '^hold'
+}
+
+# wait_holds N SECS: until the regular workers logged N more holds, or SECS passed.
+wait_holds() {
+    local want=$(($(hold_count) + $1)) i
+    for ((i = 0; i < $2 * 20; i++)); do
+        [ "$(hold_count)" -ge "$want" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# start_victim K: a victim worker (SIGKILLed while queued), with the marker that holds its
+# current token while it is inside acquire; sets VPID.
+start_victim() {
+    rm -f "$DIR/victim.marker"
+    "$bin/fault_worker" worker "${COMMON[@]}" -i "$ID" -w $((100 + $1)) -n 0 -V \
+        -W "$SC_WAIT" -c "$SC_CS" -t "$SC_THINK" -s "$DIR/state" -k "$DIR/victim.marker" \
+        -o "$DIR/v$1.log" 2>"$DIR/v$1.err" &
+    VPID=$!
+}
+
+# SIGKILLs a victim while it is queued, KILLS times. "Queued": inside acquire with the same token
+# for 30 ms. Right after the kill, Redis is asked whose token the key holds: if the victim's and
+# the victim had logged that its acquire returned OK, it died holding, which costs a lease and
+# is not counted as a dead waiter (fault_check leaves such gaps out of the figure). Then it waits for the queue to pass the dead entry before the next kill.
+inject_waiter_kill() {
+    local n=0 k=0 tries=0 tok t t2 held kind i ok
+    while [ $n -lt "$KILLS" ] && [ $tries -lt $((KILLS * 4)) ]; do
+        tries=$((tries + 1))
+        start_victim $k
+        ok=0
+        for ((i = 0; i < 300; i++)); do
+            if [ -s "$DIR/victim.marker" ]; then
+                tok=$(cat "$DIR/victim.marker" 2>/dev/null)
+                sleep 0.03
+                if [ -n "$tok" ] && [ "$(cat "$DIR/victim.marker" 2>/dev/null)" = "$tok" ]; then
+                    ok=1
+                    break
+                fi
+            fi
+            sleep 0.01
+        done
+        t=$(now_us)
+        kill -KILL "$VPID" 2>/dev/null
+        wait "$VPID" 2>/dev/null
+        t2=$(now_us) # it died between t and t2
+        held=$(redis-cli -p "$PORT" get "$ID" 2>/dev/null)
+        kind=waiter
+        # It held if it had been told so (its acquire returned OK, which it logs at once); a key
+        # that holds its token although it never learned of it was handed to it dead.
+        if [ $ok = 0 ] || { [ "$held" = "$tok" ] &&
+            tail -1 "$DIR/v$k.log" | grep -q '^acq [0-9]* [0-9]* 0 '; }; then
+            kind=holder
+        fi
+        echo "kill $t $((100 + k)) $kind $t2" >>"$DIR/events"
+        k=$((k + 1))
+        [ $kind = waiter ] && n=$((n + 1))
+        # The dead entry is at most one per worker down the queue; with a dead waiter handed the
+        # lock, the next hold comes only when its lease ends.
+        wait_holds $((WORKERS + 2)) $((SC_LEASE / 1000 + 5)) || true
+    done
+    touch "$DIR/stopw"
+    while workers_alive; do sleep 0.1; done
+    record_faults "$NAME" "$k" "SIGKILL of $n queued waiters ($((k - n)) turned out to hold)"
+}
+
+# SIGSTOPs workers for 0.2-2.5 s: by turns one that is waiting inside acquire and one that is
+# not (holding or between holds), PAUSES_N times; each pause is logged for the checker.
+inject_waiter_pause() {
+    local n=0 i j pid ms t0 t1 want
+    while [ $n -lt "$PAUSES_N" ] && workers_alive; do
+        want=$((n % 2))
+        pid=""
+        for ((j = 0; j < 100; j++)); do
+            [ -n "$pid" ] && break
+            i=$((RANDOM % WORKERS))
+            if { [ $want = 0 ] && [ -e "$DIR/m$i" ]; } || { [ $want = 1 ] && [ ! -e "$DIR/m$i" ]; }; then
+                pid=${WPIDS[$i]}
+            else
+                sleep 0.01
+            fi
+        done
+        [ -n "$pid" ] || continue
+        ms=$((200 + RANDOM % 2300))
+        t0=$(now_us)
+        kill -STOP "$pid"
+        sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+        kill -CONT "$pid"
+        t1=$(now_us)
+        echo "stop $i $t0 $t1" >>"$DIR/events"
+        n=$((n + 1))
+        sleep 0.2
+    done
+    touch "$DIR/stopw"
+    while workers_alive; do sleep 0.1; done
+    record_faults "$NAME" "$n" "SIGSTOP 0.2-2.5 s of waiters and holders by turns"
+}
+
+# The proxy rules are armed from its command line (PROXY_RULES); this runs SC_SECS seconds,
+# optionally re-arming REARM every REARM_MS ms.
+inject_timed() {
+    local t_end=$((SECONDS + SC_SECS))
+    while [ $SECONDS -lt $t_end ] && workers_alive; do
+        if [ -n "${REARM:-}" ]; then
+            proxy_ctl "$REARM" >/dev/null
+            sleep "0.$(printf '%03d' "$REARM_MS")"
+        else
+            sleep 0.1
+        fi
+    done
+    touch "$DIR/stopw"
+    while workers_alive; do sleep 0.1; done
+    proxy_ctl clear >/dev/null
+    local stats
+    stats=$(proxy_ctl stats)
+    PROXY_FIRED=$(echo "$stats" | tr ' ' '\n' | grep -E "^${FIRED_KIND:-drop}=" | cut -d= -f2)
+    record_faults "$NAME" "${PROXY_FIRED:-0}" "proxy: $stats"
+}
+
 # ---- one mutual-exclusion run ----
+
+# Per-scenario settings, reset before each scenario (see the dispatch below): lease, wait,
+# critical section (us), think time (ms); SC_PROXY=1 puts fault_proxy in front with the rules in
+# PROXY_RULES; SC_UNTIL_STOP=1 runs the workers until the injector is done instead of for CYCLES
+# holds; SC_ALL: options for every worker; SC_W[i]: options for worker i (split on spaces);
+# SC_CHECK: options for fault_check.
+reset_settings() {
+    SC_LEASE=$LEASE SC_WAIT=$WAIT SC_CS=2000 SC_THINK=5 SC_PROXY=0 SC_UNTIL_STOP=0 SC_SECS=15
+    SC_MARKERS=0 SC_TIMER=0 SC_MAX_ERR_FIRED=0 SC_CELLS=1 CPIDS=()
+    PROXY_RULES=() SC_ALL=() SC_W=() SC_CHECK=() REARM="" REARM_MS=150 FIRED_KIND=drop
+    PROXY_FIRED=0
+}
 
 # scenario NAME FENCING PERSIST INJECTOR [fault_check options...]
 scenario() {
@@ -266,9 +441,13 @@ scenario() {
     local injector=$4
     shift 4
     DIR=$work/$NAME
+    ID="dlock-fault:$NAME"
     rm -rf "$DIR"
     mkdir -p "$DIR"
-    echo "== $NAME ($WORKERS workers x $CYCLES holds, lease $LEASE ms, fencing $FENCING)"
+    : >"$DIR/events"
+    local what="$CYCLES holds"
+    [ "$SC_UNTIL_STOP" = 1 ] && what="until the faults are done"
+    echo "== $NAME ($WORKERS workers, $what, lease $SC_LEASE ms, fencing $FENCING)"
     local t0=$SECONDS
     local try
     for try in 1 2 3; do
@@ -280,11 +459,14 @@ scenario() {
         }
     done
     local url=redis://127.0.0.1:$PORT direct=redis://127.0.0.1:$PORT proxy_pid=""
-    if [ "$injector" = inject_proxy ]; then
-        local lp
+    if [ "$injector" = inject_proxy ] || [ "$SC_PROXY" = 1 ]; then
+        local lp r rules=()
         lp=$(free_port)
         CTL=$(free_port)
-        "$bin/fault_proxy" -l "$lp" -u "$PORT" -c "$CTL" >"$DIR/proxy.out" 2>&1 &
+        for r in "${PROXY_RULES[@]}"; do
+            rules+=(-r "$r")
+        done
+        "$bin/fault_proxy" -l "$lp" -u "$PORT" -c "$CTL" "${rules[@]}" >"$DIR/proxy.out" 2>&1 &
         proxy_pid=$!
         for _ in $(seq 1 100); do
             port_free "$CTL" || break
@@ -292,27 +474,58 @@ scenario() {
         done
         url=redis://127.0.0.1:$lp
     fi
-    local common=(-u "$url" -d "$direct" -l "$LEASE" -C "$CONNECT_MS" -T "$COMMAND_MS" -D 200)
-    [ "$FENCING" = 1 ] && common+=(-f)
+    COMMON=(-u "$url" -d "$direct" -l "$SC_LEASE" -C "$CONNECT_MS" -T "$COMMAND_MS" -D 240)
+    # FAULT_BROKEN=1: deliberately broken workers (fault_worker -U), to show that a check bites.
+    [ "${FAULT_BROKEN:-0}" = 1 ] && COMMON+=(-U)
+    [ "$FENCING" = 1 ] && COMMON+=(-f)
+    local cycles=$CYCLES
+    [ "$SC_UNTIL_STOP" = 1 ] && cycles=0
     WPIDS=()
-    local i extra
+    local i extra c
+    # Cell 0 is the scenario as described; with SC_CELLS > 1 (the soak) more cells of the same
+    # workers contend for ids of their own beside it, under the same Redis and proxy faults.
+    for c in $(seq 1 $((SC_CELLS - 1))); do
+        mkdir -p "$DIR/c$c"
+        for i in $(seq 0 $((WORKERS - 1))); do
+            extra=(-c "$SC_CS" -t "$SC_THINK" -x "$DIR/stopw" "${SC_ALL[@]}")
+            # shellcheck disable=SC2206 # SC_W entries are option lists without spaces inside
+            [ -n "${SC_W[$i]:-}" ] && extra+=(${SC_W[$i]})
+            "$bin/fault_worker" worker "${COMMON[@]}" -i "$ID:c$c" -w "$i" -n "$cycles" \
+                -W "$SC_WAIT" -s "$DIR/c$c/state" -o "$DIR/c$c/w$i.log" "${extra[@]}" \
+                2>"$DIR/c$c/w$i.err" &
+            CPIDS+=($!)
+        done
+    done
     for i in $(seq 0 $((WORKERS - 1))); do
-        extra=()
+        extra=(-c "$SC_CS" -t "$SC_THINK" -x "$DIR/stopw" "${SC_ALL[@]}")
+        [ "$SC_MARKERS" = 1 ] && extra+=(-k "$DIR/m$i")
         if [ -n "${PAUSE_AT[$i]:-}" ]; then
-            extra=(-p "${PAUSE_AT[$i]}" -P 3000)
+            extra+=(-p "${PAUSE_AT[$i]}" -P 3000)
         fi
         if [ "$i" = 0 ] && [ -n "${LONG_EVERY:-}" ]; then
             extra+=(-L "$LONG_EVERY")
         fi
-        "$bin/fault_worker" worker "${common[@]}" -i "dlock-fault:$NAME" -w "$i" -n "$CYCLES" \
-            -W "$WAIT" -s "$DIR/state" -o "$DIR/w$i.log" "${extra[@]}" 2>"$DIR/w$i.err" &
+        # shellcheck disable=SC2206 # SC_W entries are option lists without spaces inside
+        [ -n "${SC_W[$i]:-}" ] && extra+=(${SC_W[$i]})
+        "$bin/fault_worker" worker "${COMMON[@]}" -i "$ID" -w "$i" -n "$cycles" \
+            -W "$SC_WAIT" -s "$DIR/state" -o "$DIR/w$i.log" "${extra[@]}" 2>"$DIR/w$i.err" &
         WPIDS+=($!)
     done
-    "$bin/fault_worker" probe "${common[@]}" -o "$DIR/probe.log" -x "$DIR/stop" \
+    "$bin/fault_worker" probe "${COMMON[@]}" -o "$DIR/probe.log" -x "$DIR/stop" \
         2>"$DIR/probe.err" &
-    local probe=$!
+    local probe=$! timer=""
+    if [ "$SC_TIMER" = 1 ]; then
+        # Rounds of the soak: the workers stop when the round's time is up.
+        (sleep "$SC_SECS" && touch "$DIR/stopw") &
+        timer=$!
+    fi
 
     "$injector"
+    [ -n "$timer" ] && wait "$timer" 2>/dev/null
+    touch "$DIR/stopw"
+    for i in "${CPIDS[@]}"; do
+        wait "$i" 2>/dev/null
+    done
 
     for i in "${WPIDS[@]}"; do
         wait "$i" 2>/dev/null
@@ -326,12 +539,27 @@ scenario() {
     [ -n "$proxy_pid" ] && stop_pid "$proxy_pid"
     stop_pid "$REDIS_PID"
     local logs=("$DIR"/w*.log "$DIR/probe.log")
-    local check=(--name "$NAME" --state "$DIR/state" --workers "$WORKERS" --cycles "$CYCLES"
-        --wait-ms "$WAIT" --bound-ms "$BOUND" --acq-bound-ms "$ACQ_BOUND" --summary "$summary")
+    [ -n "$(ls "$DIR"/v*.log 2>/dev/null)" ] && logs+=("$DIR"/v*.log)
+    local check=(--workers "$WORKERS" --cycles "$cycles" --wait-ms "$SC_WAIT" --bound-ms "$BOUND"
+        --acq-bound-ms "$ACQ_BOUND" --summary "$summary" --idle-out "$work/idle.all")
     [ "$FENCING" = 1 ] && check+=(--fencing)
     [ -f "$DIR/losses" ] && check+=(--losses "$DIR/losses")
-    if "$bin/fault_check" "${check[@]}" "$@" "${logs[@]}"; then
-        :
+    # Failed calls the faults explain: one per reply the proxy dropped.
+    [ "$SC_MAX_ERR_FIRED" = 1 ] && check+=(--max-errors "${PROXY_FIRED:-0}")
+    local ok=1 a more=()
+    "$bin/fault_check" --name "$NAME" --state "$DIR/state" --events "$DIR/events" "${check[@]}" \
+        "${SC_CHECK[@]}" "$@" "${logs[@]}" || ok=0
+    # The other cells: the checks that do not depend on what the injector did to cell 0.
+    for a in "${SC_CHECK[@]}" "$@"; do
+        case $a in --clean) more+=("$a") ;; esac
+    done
+    for c in $(seq 1 $((SC_CELLS - 1))); do
+        "$bin/fault_check" --name "$NAME:c$c" --state "$DIR/c$c/state" "${check[@]}" \
+            "${more[@]}" "$DIR/c$c"/w*.log | grep -E 'FAIL|\] (ok|FAILED)' || true
+        grep -q "^FIGURES name=$NAME:c$c ok=1" "$summary" || ok=0
+    done
+    if [ $ok = 1 ]; then
+        [ "$SOAK" = 1 ] && rm -rf "$DIR"
     else
         failed+=("$NAME")
         echo "  (logs in $DIR; workers' stderr in $DIR/w*.err)"
@@ -373,34 +601,98 @@ run_load() {
     echo "  took $((SECONDS - t0)) s"
 }
 
+# renew_pattern LEASE: fault_proxy's pattern for an auto-renewal request, EVALSHA sha 1 id token
+# LEASE (6 elements, the lease last); an extend has the same shape with its own ms.
+renew_pattern() {
+    printf '*6\\r\\n$7\\r\\nEVALSHA&\\r\\n$%d\\r\\n%s\\r\\n' "${#1}" "$1"
+}
+# The release that hands off names the grant channel; nothing else sent by EVALSHA does.
+RELEASE_PATTERN='EVALSHA&:grant:'
+
+# run_soak SCENARIO...: rounds of the scenarios in turn until SOAK_HOLDS holds are checked or
+# SOAK_MINUTES pass. A round is not started unless it can end in time (the slowest rounds take
+# about a minute more than SOAK_ROUND_SECS).
+run_soak() {
+    local t_end=$((SECONDS + SOAK_MINUTES * 60)) round=0 held
+    while :; do
+        for s in "$@"; do
+            held=$(sum_field holds '^FIGURES')
+            if [ "$held" -ge "$SOAK_HOLDS" ] ||
+                [ $((SECONDS + SOAK_ROUND_SECS + 60)) -gt $t_end ]; then
+                return
+            fi
+            round=$((round + 1))
+            echo "-- soak round $round: $s ($held holds checked so far, $((SECONDS - suite_t0)) s)"
+            run_one "$s"
+        done
+    done
+}
+
+# with_workers N CMD...: runs CMD with WORKERS=N, then restores it.
+with_workers() {
+    local saved=$WORKERS
+    WORKERS=$1
+    shift
+    "$@"
+    WORKERS=$saved
+}
+
 if [ $# -eq 0 ]; then
     if [ $smoke = 1 ]; then
         set -- clean
+    elif [ $SOAK = 1 ]; then
+        set -- clean waiter-kill client-kill pubsub-delay proxy-fenced drop-release waiter-pause \
+            renew-extend redis-stop drop-renew holder-pause redis-kill proxy
     else
         set -- clean clean-unfenced redis-kill redis-kill-nopersist client-kill redis-stop proxy \
-            proxy-fenced holder-pause holder-pause-unfenced load load-asan load-valgrind fuzz
+            proxy-fenced holder-pause holder-pause-unfenced waiter-kill waiter-pause pubsub-delay \
+            drop-release drop-renew renew-extend load load-asan load-valgrind fuzz
     fi
 fi
 
-suite_t0=$SECONDS
-"$bin/fault_check" --selftest || failed+=(selftest)
-for s in "$@"; do
+# soak_settings: short holds, workers that run until the round's time is up.
+soak_settings() {
+    if [ $SOAK = 1 ]; then
+        SC_CS=${SOAK_CS_US:-200} SC_THINK=0 SC_UNTIL_STOP=1 SC_TIMER=1
+        SC_SECS=$SOAK_ROUND_SECS SC_CELLS=$SOAK_CELLS
+        LONG_EVERY="" # a hold of a second every 50 would cap a cell at a few hundred holds/s
+    fi
+}
+
+run_one() {
+    local s=$1
     PAUSE_AT=()
     PAUSES=0
     KILLS=3
     LONG_EVERY=$((CYCLES / 4 > 0 ? CYCLES / 4 : 1))
+    reset_settings
     case $s in
-    clean) scenario clean 1 0 inject_none --clean ;;
+    clean)
+        soak_settings
+        scenario clean 1 0 inject_none --clean
+        ;;
     clean-unfenced) scenario clean-unfenced 0 0 inject_none --clean ;;
-    redis-kill) scenario redis-kill 1 1 inject_redis_kill --min-errors 1 ;;
+    redis-kill)
+        soak_settings
+        [ $SOAK = 1 ] && LONG_EVERY=200
+        scenario redis-kill 1 1 inject_redis_kill --min-errors 1
+        ;;
     redis-kill-nopersist)
         KILLS=2
         scenario redis-kill-nopersist 1 0 inject_redis_kill --min-errors 1 --expect-allowed-overlaps
         ;;
-    client-kill) scenario client-kill 1 0 inject_client_kill --min-errors 1 ;;
-    redis-stop) scenario redis-stop 1 0 inject_redis_stop --min-errors 4 ;;
-    proxy) scenario proxy 0 0 inject_proxy --min-errors 1 ;;
-    proxy-fenced) scenario proxy-fenced 1 0 inject_proxy --min-errors 1 ;;
+    client-kill)
+        soak_settings
+        scenario client-kill 1 0 inject_client_kill --min-errors 1
+        ;;
+    redis-stop)
+        soak_settings
+        scenario redis-stop 1 0 inject_redis_stop --min-errors 4
+        ;;
+    proxy | proxy-fenced)
+        soak_settings
+        scenario "$s" "$([ "$s" = proxy ] && echo 0 || echo 1)" 0 inject_proxy --min-errors 1
+        ;;
     holder-pause)
         PAUSE_AT=([0]=10 [1]=30)
         PAUSES=2
@@ -409,11 +701,57 @@ for s in "$@"; do
     holder-pause-unfenced)
         PAUSE_AT=([0]=5)
         PAUSES=1
-        saved=("$WORKERS" "$CYCLES")
-        WORKERS=4
+        local saved=$CYCLES
         CYCLES=$((CYCLES < 40 ? CYCLES : 40))
-        scenario holder-pause-unfenced 0 0 inject_pause --pauses 1 --expect-lost-updates
-        WORKERS=${saved[0]} CYCLES=${saved[1]}
+        with_workers 4 scenario holder-pause-unfenced 0 0 inject_pause --pauses 1 \
+            --expect-lost-updates
+        CYCLES=$saved
+        ;;
+    waiter-kill)
+        # The default lease: a dead waiter handed the lock would block it for 10 s.
+        SC_LEASE=10000 SC_WAIT=30000 SC_CS=30000 SC_THINK=2 SC_UNTIL_STOP=1 KILLS=8
+        SC_W=([3]="-G 15")
+        [ $SOAK = 1 ] && KILLS=${SOAK_KILLS:-20} SC_CS=5000 SC_W=([3]="-G 3")
+        with_workers 4 scenario waiter-kill 1 0 inject_waiter_kill --idle-max 1000 \
+            --min-kills "$KILLS" --max-errors 0
+        ;;
+    waiter-pause)
+        SC_CS=5000 SC_UNTIL_STOP=1 SC_MARKERS=1 PAUSES_N=10
+        [ $SOAK = 1 ] && SC_CS=500 PAUSES_N=${SOAK_PAUSES:-16}
+        with_workers 6 scenario waiter-pause 1 0 inject_waiter_pause --max-errors 0
+        ;;
+    pubsub-delay)
+        # Every grant message 1.5 s late: waiters find their hand-offs by polling first, and the
+        # message comes during a later wait. Workers 0-3 reuse their token (as @upstash/lock's
+        # uuid), so that message names their later acquire too.
+        SC_PROXY=1 SC_UNTIL_STOP=1 SC_SECS=15 FIRED_KIND=delayed
+        PROXY_RULES=("delay s2c 1500 SUBSCRIBE 0")
+        SC_W=([0]=-R [1]=-R [2]=-R [3]=-R)
+        soak_settings
+        with_workers 6 scenario pubsub-delay 1 0 inject_timed --max-errors 0
+        ;;
+    drop-release)
+        SC_PROXY=1 SC_UNTIL_STOP=1 SC_SECS=12 SC_MAX_ERR_FIRED=1
+        REARM="drop $RELEASE_PATTERN 1" REARM_MS=150
+        soak_settings
+        with_workers 6 scenario drop-release 1 0 inject_timed --min-errors 1
+        ;;
+    drop-renew)
+        SC_PROXY=1 SC_UNTIL_STOP=1 SC_SECS=15
+        REARM="drop $(renew_pattern "$LEASE") 1" REARM_MS=300
+        SC_W=([0]="-a -c 1500000" [1]="-a -c 1500000" [2]="-a -c 1500000")
+        soak_settings
+        with_workers 6 scenario drop-renew 1 0 inject_timed --max-errors 0
+        ;;
+    renew-extend)
+        # Lease 400 ms, renewal every 133 ms, extend by 3 s right after the acquire, every
+        # renewal reply dropped (the renewal itself runs): a renewal that sets the lease back to
+        # 400 ms breaks what the extend promised.
+        SC_LEASE=400 SC_PROXY=1 SC_UNTIL_STOP=1 SC_SECS=10
+        PROXY_RULES=("drop $(renew_pattern 400) 1000000")
+        SC_W=([0]="-a -e 3000 -c 1200000" [1]="-a -e 3000 -c 1200000")
+        soak_settings
+        with_workers 5 scenario renew-extend 1 0 inject_timed --max-errors 0
         ;;
     load)
         LOAD_PREFIX=(env)
@@ -457,20 +795,43 @@ for s in "$@"; do
         failed+=("$s")
         ;;
     esac
-done
+}
+
+suite_t0=$SECONDS
+"$bin/fault_check" --selftest || failed+=(selftest)
+if [ $SOAK = 1 ]; then
+    run_soak "$@"
+else
+    for s in "$@"; do
+        run_one "$s"
+    done
+fi
 
 # ---- figures ----
-# sum_field FIELD [REGEX]: the sum of FIELD over the summary lines that match REGEX.
-sum_field() {
-    grep -E "${2:-^FIGURES}" "$summary" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2 |
-        awk '{s += $1} END {print s + 0}'
+mx='^FIGURES name=(clean|redis|client|proxy|holder|waiter|pubsub|drop|renew)'
+promised='^FIGURES name=(clean|clean-unfenced|redis-kill|redis-kill-nopersist|client-kill|redis-stop|proxy|proxy-fenced|holder-pause|waiter-kill|waiter-pause|pubsub-delay|drop-release|drop-renew|renew-extend) '
+# max_field FIELD [REGEX]: the largest FIELD over the summary lines that match REGEX.
+max_field() {
+    grep -E "${2:-^FIGURES}" "$summary" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2 | sort -n |
+        tail -1
 }
-mx='^FIGURES name=(clean|redis|client|proxy|holder)'
-promised='^FIGURES name=(clean|clean-unfenced|redis-kill|redis-kill-nopersist|client-kill|redis-stop|proxy|proxy-fenced|holder-pause) '
+# The dead-waiter idle figures of every run (ms, one an event): max and p99.
+idle_n=0 idle_max=0 idle_p99=0
+if [ -s "$work/idle.all" ]; then
+    idle_n=$(wc -l <"$work/idle.all")
+    idle_max=$(sort -n "$work/idle.all" | tail -1)
+    idle_p99=$(sort -n "$work/idle.all" | awk -v n="$idle_n" '{v[NR] = $1}
+        END {i = int((n * 99 + 99) / 100); if (i < 1) i = 1; print v[i]}')
+fi
 echo
 echo "== figures"
 echo "  hold cycles checked:        $(sum_field holds "$mx")"
 echo "  faults injected:            $(sum_field n '^FAULTS')"
+if [ $SOAK = 1 ]; then
+    grep '^FAULTS' "$summary" | sed 's/^FAULTS name=\([^ ]*\) n=\([0-9]*\).*/\1 \2/' |
+        awk '{n[$1] += $2; r[$1]++} END {for (k in n) printf "    %-22s %8d in %d rounds\n", k, n[k], r[k]}' |
+        sort
+fi
 echo "  overlaps while both valid:  $(sum_field overlaps "$mx") (promised 0)"
 echo "  overlap pairs after a data loss: $(sum_field allowed_overlaps "$mx") (allowed only across a restart without persistence; fencing refused one side of each)"
 echo "  takeovers after lease end:  $(sum_field takeovers "$mx") hold pairs (paused holders)"
@@ -478,6 +839,10 @@ echo "  lost updates:               $(sum_field lost_updates "$promised") (promi
 echo "  stale writes rejected:      $(sum_field stale_rejected "$mx") (fencing); storage accesses rejected in all: $(sum_field rejected "$mx")"
 echo "  orphaned keys:              $(sum_field orphans "$mx") after failures the library could not verify ($(sum_field orphans_silent "$mx") with a message that does not say so)"
 echo "  failed calls, all in time:  $(sum_field errors "$mx"); slowest $(grep -E "$mx" "$summary" | tr ' ' '\n' | grep '^max_err_ms=' | cut -d= -f2 | sort -n | tail -1) ms (bounds: $BOUND ms; blocking acquire $WAIT + $ACQ_BOUND ms)"
+echo "  broken promises:            $(sum_field ghosts "$mx") (NOT_HELD or lost TAKEN inside the validity given; promised 0)"
+echo "  waiters killed while queued: $(sum_field waiter_kills "$mx") (and $(sum_field holder_kills "$mx") that turned out to hold); waits given up: $(sum_field gaveup "$mx"); SIGSTOPs of workers: $(sum_field stops "$mx")"
+echo "  dead-waiter idle:           max $idle_max ms, p99 $idle_p99 ms over $idle_n events (release -> next live holder after a waiter died or gave up; goal <= 1000 ms with the 10 s lease)"
+echo "  holds granted with no validity left: $(sum_field zero_validity "$mx"); lost notices (auto-renew): $(sum_field lost_notices "$mx")"
 echo "  load cycles:                $(sum_field cycles '^FIGURES name=load') (errors $(sum_field errors '^FIGURES name=load'), exclusion violations $(sum_field violations '^FIGURES name=load'))"
 echo "  fuzz inputs executed:       $(sum_field execs '^FIGURES name=fuzz')"
 echo "  suite time:                 $((SECONDS - suite_t0)) s"
