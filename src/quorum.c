@@ -96,6 +96,16 @@ static int int_reply(dlock_client *c, dlock__reply *r, const char *what, int64_t
     return r->integer != 0;
 }
 
+static int set_reply(dlock_client *c, dlock__reply *r) {
+    if (r->type == DLOCK__REPLY_NIL) {
+        return 0; /* NX: the key exists */
+    }
+    if (r->type == DLOCK__REPLY_STR && r->len == 2 && memcmp(r->str, "OK", 2) == 0) {
+        return 1;
+    }
+    return dlock__reply_error(c, r, "SET NX PX");
+}
+
 static int fset_reply(dlock_client *c, dlock__reply *r, int64_t *value) {
     if (r->type != DLOCK__REPLY_ARRAY || r->elements < 1 ||
         r->element[0].type != DLOCK__REPLY_INT) {
@@ -175,10 +185,7 @@ static int run_op(dlock_client *c, const dlock__qreq *q, dlock__qresult *out) {
     }
     switch (q->op) {
     case DLOCK__QOP_SET:
-        rc = r.type == DLOCK__REPLY_NIL                                            ? 0
-             : r.type == DLOCK__REPLY_STR && r.len == 2 && !memcmp(r.str, "OK", 2) ? 1
-                                                                                   : -100;
-        rc = rc == -100 ? dlock__reply_error(c, &r, "SET NX PX") : rc;
+        rc = set_reply(c, &r);
         break;
     case DLOCK__QOP_FSET:
         rc = fset_reply(c, &r, &out->value);
