@@ -121,9 +121,9 @@ typedef struct dlock_client_options {
     const char *sentinel_username; /* redis-sentinel://: ACL user for the sentinels; NULL = none */
     const char *sentinel_password; /* the sentinels' own password; NULL = none (the URL's and
                                       username/password are the data nodes'). Never printed. */
-    int quorum_timeout_ms;  /* Redlock (dlock_client_open_quorum) only: how long one request waits
-                               for each server's reply; 0 = lease/20, clamped to 10..100 ms (so
-                               100 ms for the default 10 s lease). Capped by command_timeout_ms. */
+    int quorum_timeout_ms; /* Redlock (dlock_client_open_quorum) only: how long one request waits
+                              for each server's reply; 0 = lease/20, clamped to 10..100 ms (so
+                              100 ms for the default 10 s lease). Capped by command_timeout_ms. */
 } dlock_client_options;
 
 /* Opens a client for `url`:
