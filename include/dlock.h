@@ -121,6 +121,9 @@ typedef struct dlock_client_options {
     const char *sentinel_username; /* redis-sentinel://: ACL user for the sentinels; NULL = none */
     const char *sentinel_password; /* the sentinels' own password; NULL = none (the URL's and
                                       username/password are the data nodes'). Never printed. */
+    int quorum_timeout_ms; /* Redlock (dlock_client_open_quorum) only: how long one request waits
+                              for each server's reply; 0 = lease/20, clamped to 10..100 ms (so
+                              100 ms for the default 10 s lease). Capped by command_timeout_ms. */
 } dlock_client_options;
 
 /* Opens a client for `url`:
@@ -170,6 +173,74 @@ DLOCK_API const char *dlock_client_server(const dlock_client *client);
 /* Closes all connections and frees the client. Free every lock and debounce made on it first.
  * NULL is a no-op. Thread-safety: no other thread may use the client during or after this. */
 DLOCK_API void dlock_client_close(dlock_client *client);
+
+/* ---- Redlock: one lock over several independent Redis servers ---------------------------- */
+
+#define DLOCK_QUORUM_MIN            3 /* fewest servers of a Redlock (1 or 2 tolerate no failure) */
+#define DLOCK_QUORUM_MAX            31  /* most servers of a Redlock */
+#define DLOCK_QUORUM_TIMEOUT_MIN_MS 10  /* default quorum_timeout_ms: lease/20, at least this */
+#define DLOCK_QUORUM_TIMEOUT_MAX_MS 100 /* ... and at most this */
+
+/* Opens a client over n independent Redis servers (masters that do not replicate to each other)
+ * whose locks are Redlocks (redis.io, "Distributed locks with Redis"): a lock is held when a
+ * majority Q = n/2 + 1 of the servers hold its key. Each URL is any URL dlock_client_open takes
+ * (TCP, TLS, unix, Upstash REST), and `options` apply to every server; each server becomes an
+ * ordinary client inside, with a library thread of its own that sends it this client's requests.
+ * A request goes to all n servers at once, so it costs the round trip of the slowest server
+ * whose answer is needed, and it is decided as soon as the answers decide it; a server that does
+ * not answer within quorum_timeout_ms counts as failed, and nobody waits for it any longer.
+ * Locks made on such a client keep every call's meaning and return codes:
+ * - acquire sends SET id token NX PX lease (or, with fencing, the two-phase script below) to
+ *   all n. It holds with Q successes and validity = lease - time since the first send - drift
+ *   > 0. It returns DLOCK_NOT_ACQUIRED only when n - Q + 1 servers answered that the key
+ *   exists (a majority is then impossible); when servers that failed or did not answer kept it
+ *   from a majority, it returns an error whose message names each of them. After any failed
+ *   attempt it deletes its key on every server that did not answer "exists" (one that timed
+ *   out may have set it), then retries as attempts/delay say (the pause has jitter: uniform in
+ *   [delay/2, delay]) or, with wait_ms, polls with full-jitter backoff (no hand-off wake-ups);
+ *   a blocking acquire stops at once when more than n - Q servers fail (no majority can answer)
+ *   and keeps polling while failures only tipped a contended vote.
+ * - release and extend go to all n. release is DLOCK_OK when Q servers deleted the key,
+ *   DLOCK_NOT_HELD when n - Q + 1 did not hold it, else an error. extend and auto-renew count
+ *   only with Q confirmations and validity left; the lease then counted on is the one the
+ *   Q servers with the longest leases hold. A server that lost the key (restarted without its
+ *   data, flushed) is not given it back: the hold lives on the servers that kept it, and
+ *   auto-renew's on_lost fires (DLOCK_LOST_TAKEN) once n - Q + 1 servers no longer hold it, or
+ *   (DLOCK_LOST_EXPIRED) when no majority confirmed it before the lease ended.
+ * - status is ACQUIRED when Q servers hold the token; inspect reports a holder when Q servers
+ *   hold one value, with the lease the longest-lived Q of them hold.
+ * - fencing: a number that strictly increases over all fenced acquisitions of the id, even
+ *   while any minority of servers is down, paused, or restarted with its data. Phase 1, on each
+ *   server in one script: SET NX PX and read that server's counter "{ID}:fence". With Q
+ *   successes, t = 1 + the largest counter they read; phase 2 stores max(counter, t) on those
+ *   servers if the key still holds the token; t is the token once Q stored it (else the
+ *   acquire fails and deletes its keys). Any two such majorities share a server, where the
+ *   later holder's SET NX succeeded only after the earlier key was gone, i.e. after t was
+ *   stored there, so it reads at least t. What breaks it: a server that comes back without its
+ *   counter (no persistence, FLUSHALL, a failover to a replica that missed the write). Run the
+ *   servers with appendonly yes and appendfsync always, or keep a restarted server out for
+ *   longer than the longest lease.
+ * - debounce (dlock_debounce_new) is refused with DLOCK_EINVAL: a debounce counter is not a
+ *   lock and has no majority rule. The lock option wait_replicas is refused (EINVAL): the
+ *   servers are independent masters. The lock option `holder` is not recorded on a Redlock, and
+ *   dlock_lock_inspect_details gives dlock_lock_inspect's majority view only (no holder text,
+ *   fencing_counter 0).
+ * Mutual exclusion needs a majority of servers to keep the key for the lease and clocks whose
+ * rates differ by less than the drift margin; Kleppmann's critique (pauses, clock jumps) applies
+ * in full, so protect the resource with the fencing token.
+ * Open connects to all n in parallel and returns once every server answered, or a majority did
+ * and the others had quorum_timeout_ms more (at most 100 ms by default). A server that cannot
+ * be reached (refused, timed out, silent) is tolerated while a majority can be; its thread
+ * tries it again, at most every 500 ms, when requests come. A wrong URL, password or
+ * certificate of a server that answered fails the open. dlock_client_close does not wait for a
+ * silent server either: a thread still blocked on one is left to finish its call (within
+ * connect_timeout_ms or the member timeout) and then frees what it used.
+ * Returns DLOCK_OK and sets *out, or EINVAL (n outside DLOCK_QUORUM_MIN..MAX, a NULL or
+ * repeated URL, a bad option), ENOMEM, ESYS, or a server's error (then *out is NULL).
+ * Ownership: close with dlock_client_close. Thread-safety: as any client; calls from several
+ * threads share each server's thread, so they queue one round trip at a time per server. */
+DLOCK_API int dlock_client_open_quorum(dlock_client **out, const char *const *urls, size_t n,
+                                       const dlock_client_options *options);
 
 /* ---- Lock ------------------------------------------------------------------------------------ */
 

@@ -278,10 +278,13 @@ void dlock_client_close(dlock_client *c) {
     if (c == NULL) {
         return;
     }
+    dlock__quorum_free(c->quorum); /* Redlock: the member clients (NULL for one server) */
     dlock__cluster_free(c->cluster);
     dlock__sentinel_free(c->sentinel);
     dlock__node_free(c->node);
-    c->tp->fini(c->cfg.tp_state);
+    if (c->tp != NULL) { /* a Redlock client has no transport of its own */
+        c->tp->fini(c->cfg.tp_state);
+    }
     config_free(&c->cfg);
     free(c);
 }

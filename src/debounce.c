@@ -67,6 +67,10 @@ int dlock_debounce_new(dlock_debounce **out, dlock_client *client, const char *i
         return dlock__err(DLOCK_EINVAL, "dlock_debounce_new: %s is NULL",
                           client == NULL ? "client" : "options (the callback is required)");
     }
+    if (client->quorum != NULL) {
+        return dlock__err(DLOCK_EINVAL, "dlock_debounce_new: a Redlock client (several servers) "
+                                        "cannot debounce; open a client on one server for it");
+    }
     int rc = dlock__check_id(id, "dlock_debounce_new");
     if (rc != DLOCK_OK) {
         return rc;

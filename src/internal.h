@@ -303,13 +303,19 @@ int dlock__sentinel_exec(dlock__sentinel *s, const dlock__cmd *cmds, size_t n,
 
 /* ---- client.c: the client, which routes each command to a node ---- */
 
+typedef struct dlock__quorum dlock__quorum;
+
 struct dlock_client {
     dlock__config cfg;
     const dlock__transport *tp;
     dlock__node *node;         /* the one server, when neither of the below */
     dlock__cluster *cluster;   /* when the URL named a node of a Redis Cluster */
     dlock__sentinel *sentinel; /* for redis-sentinel:// URLs */
+    dlock__quorum *quorum;     /* Redlock (quorum.c): the members; NULL for one server */
 };
+
+/* quorum.c: stops the members' workers and closes them (dlock_client_close of a quorum). */
+void dlock__quorum_free(dlock__quorum *q);
 
 /* The server that is not a cluster: the one of the URL, or the Sentinel group's master now. */
 dlock__node *dlock__client_node(dlock_client *c);

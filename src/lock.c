@@ -4,6 +4,7 @@
 
 #include "holder.h"
 #include "lock_impl.h"
+#include "quorum.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,13 @@ static int make_siblings(dlock_lock *l, int fencing) {
     l->holder_key = dlock__sibling_key(l->id, l->idlen, "holder", &l->holder_key_len, &ok);
     if (l->fence_key == NULL || l->holder_key == NULL) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
+    }
+    if (l->client->quorum != NULL) {
+        /* A Redlock polls (no wait queue) and records no holder text (a majority rule for a
+         * best-effort record is not worth a second fan-out per acquire and renewal). */
+        free(l->holder_key);
+        l->holder_key = NULL;
+        return DLOCK_OK;
     }
     return dlock__queue_new(&l->queue, l->client, l->id, l->idlen, l->fence_key, l->fence_len);
 }
@@ -117,7 +125,13 @@ int dlock_lock_new(dlock_lock **out, dlock_client *client, const char *id,
                           (long long)o->renew_interval_ms, (long long)lease);
     }
     int64_t wait_timeout = 0;
-    if ((rc = check_wait_replicas(client, o, &wait_timeout)) != DLOCK_OK) {
+    if (client->quorum != NULL && o->wait_replicas != 0) {
+        return dlock__err(DLOCK_EINVAL, "dlock_lock_new: wait_replicas does not apply to a Redlock "
+                                        "(its servers are independent masters; a majority of "
+                                        "them, not replicas, keeps the lock)");
+    }
+    if (client->quorum == NULL &&
+        (rc = check_wait_replicas(client, o, &wait_timeout)) != DLOCK_OK) {
         return rc;
     }
     dlock_lock *l = calloc(1, sizeof *l);
@@ -444,7 +458,9 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
         return dlock__err(DLOCK_ECANCELED, "acquire cancelled (by a dlock_lock_cancel made before "
                                            "it started)");
     }
-    if (o->wait_ms > 0 && l->queue != NULL) {
+    if (l->client->quorum != NULL) {
+        rc = dlock__quorum_acquire(l, token, token_len, lease, attempts, delay, o->wait_ms, &g);
+    } else if (o->wait_ms > 0 && l->queue != NULL) {
         int64_t deadline = dlock__add_sat(dlock__now_ms(), o->wait_ms);
         rc = dlock__queue_wait(l->queue, token, token_len, lease, l->fencing, deadline, &l->cancel,
                                &g);
@@ -520,9 +536,10 @@ int dlock_lock_release(dlock_lock *l) {
         return DLOCK_NOT_HELD;
     }
     int sent = 0;
-    int rc = l->queue != NULL ? dlock__queue_release(l->queue, l->token, l->token_len,
-                                                     l->holder_key, l->holder_key_len, &sent)
-                              : plain_release(l, l->token, l->token_len, &sent);
+    int rc = l->client->quorum != NULL ? dlock__quorum_release(l, &sent)
+             : l->queue != NULL        ? dlock__queue_release(l->queue, l->token, l->token_len,
+                                                              l->holder_key, l->holder_key_len, &sent)
+                                       : plain_release(l, l->token, l->token_len, &sent);
     pthread_mutex_lock(&l->mu);
     if (rc == DLOCK_OK || rc == DLOCK_NOT_HELD) {
         drop_token(l);
@@ -540,6 +557,21 @@ int dlock_lock_release(dlock_lock *l) {
     return rc;
 }
 
+/* extend of a Redlock: as below, with the lease a majority confirmed. */
+static int quorum_extend(dlock_lock *l, int64_t ms) {
+    int64_t sent_at = dlock__now_ms(), granted = 0;
+    int rc = dlock__quorum_extend(l, l->token, l->token_len, 0, ms, &granted);
+    pthread_mutex_lock(&l->mu);
+    if (rc == 0) {
+        l->lost = 1;
+    } else if (rc == 1) {
+        l->granted_at = sent_at;
+        l->granted_ms = granted;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc == 0 ? DLOCK_NOT_HELD : rc == 1 ? DLOCK_OK : rc;
+}
+
 int dlock_lock_extend(dlock_lock *l, int64_t ms) {
     dlock__err_clear();
     if (l == NULL) {
@@ -554,6 +586,9 @@ int dlock_lock_extend(dlock_lock *l, int64_t ms) {
     pthread_mutex_unlock(&l->mu);
     if (l->token == NULL || lost) {
         return DLOCK_NOT_HELD;
+    }
+    if (l->client->quorum != NULL) {
+        return quorum_extend(l, ms);
     }
     char add[24];
     int addlen = snprintf(add, sizeof add, "%lld", (long long)ms);
@@ -609,6 +644,12 @@ int dlock_lock_status(dlock_lock *l, dlock_state *out) {
     pthread_mutex_unlock(&l->mu);
     if (l->token == NULL || lost) {
         return DLOCK_OK;
+    }
+    if (l->client->quorum != NULL) {
+        int held = 0;
+        int rc = dlock__quorum_status(l, &held);
+        *out = rc == DLOCK_OK && held ? DLOCK_ACQUIRED : DLOCK_FREE;
+        return rc;
     }
     const char *argv[] = {"GET", l->id};
     size_t lens[] = {3, l->idlen};
@@ -717,6 +758,9 @@ int dlock_lock_inspect(dlock_client *client, const char *id, const char *token,
     if (rc != DLOCK_OK) {
         return rc;
     }
+    if (client->quorum != NULL) {
+        return dlock__quorum_inspect(client, id, token, out);
+    }
     const char *argv[] = {id};
     size_t lens[] = {strlen(id)};
     dlock__reply r;
@@ -750,6 +794,9 @@ int dlock_lock_inspect_details(dlock_client *client, const char *id, dlock_lock_
     int rc = dlock__check_id(id, "dlock_lock_inspect_details"), ok;
     if (rc != DLOCK_OK) {
         return rc;
+    }
+    if (client->quorum != NULL) { /* a Redlock: the lock's majority view, no holder record */
+        return dlock_lock_inspect(client, id, NULL, &out->info);
     }
     size_t idlen = strlen(id), hlen, flen;
     char *hkey = dlock__sibling_key(id, idlen, "holder", &hlen, &ok);

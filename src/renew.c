@@ -6,6 +6,7 @@
 
 #include "holder.h"
 #include "lock_impl.h"
+#include "quorum.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,9 @@
  * Redis now holds, -1 = no expiry), 0 if not ours any more, < 0 on error. */
 static int renew_once(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
                       int64_t *remaining) {
+    if (l->client->quorum != NULL) {
+        return dlock__quorum_extend(l, token, token_len, 1, lease, remaining);
+    }
     char px[24];
     int pxlen = snprintf(px, sizeof px, "%lld", (long long)lease);
     const char *argv[] = {l->id, token, px};

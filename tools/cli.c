@@ -19,7 +19,10 @@ const char cli_common_help[] =
     "                           unix:///path.sock, https://... (Upstash REST), a Cluster\n"
     "                           node (or h1:p1,h2:p2 seeds), or redis-sentinel://h1,h2#NAME.\n"
     "                           Never with a password in it (ps shows it): see below.\n"
-    "                           Default: $UPSTASH_REDIS_REST_URL, else $REDIS_URL,\n"
+    "                           Given 3 or more times: a Redlock over those servers (held\n"
+    "                           on a majority). Default: $DLOCK_URLS (URLs separated by\n"
+    "                           blanks; several make a Redlock), else\n"
+    "                           $UPSTASH_REDIS_REST_URL, else $REDIS_URL,\n"
     "                           else redis://127.0.0.1:6379\n"
     "      --user NAME          ACL user name (default: the URL's, else \"default\")\n"
     "      --password-file F    read the password from file F (first line)\n"
@@ -60,6 +63,10 @@ int cli_common_option(cli_common *c, int opt, const char *arg) {
     switch (opt) {
     case CLI_OPT_URL:
         c->url = arg;
+        if (c->nurls < CLI_MAX_URLS) {
+            c->urls[c->nurls] = arg;
+        }
+        c->nurls++;
         return 1;
     case CLI_OPT_USER:
         c->user = arg;

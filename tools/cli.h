@@ -30,8 +30,13 @@
 
 /* The connection options every subcommand accepts. Secrets never come from the command line:
  * only from the environment or from a file named here. */
+/* Most --url options: a Redlock's largest size (DLOCK_QUORUM_MAX). */
+#define CLI_MAX_URLS DLOCK_QUORUM_MAX
+
 typedef struct cli_common {
-    const char *url;
+    const char *url;                /* the last --url */
+    const char *urls[CLI_MAX_URLS]; /* every --url, in order: 3 or more make a Redlock */
+    int nurls;                      /* how many were given (may exceed CLI_MAX_URLS: refused) */
     const char *user;
     const char *password_file;
     const char *token_file;

@@ -92,32 +92,84 @@ void cli_scrub_secrets(void) {
     }
 }
 
-int cli_connect(const cli_common *c, dlock_client **out) {
-    dlock_client_options o = {0};
-    const char *url;
-    *out = NULL;
-    if (c->url != NULL && url_has_password(c->url)) {
-        /* Any user can read a command line (ps, /proc/PID/cmdline): refuse rather than use it. */
-        cli_error("--url must not carry a password: the command line is readable by every user "
-                  "(ps); give it with --password-file FILE or DLOCK_PASSWORD, or in REDIS_URL");
+static int is_rest(const char *url) {
+    return strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
+}
+
+/* The servers: every --url, else DLOCK_URLS split at blanks (a URL has none; commas belong to
+ * Cluster seed lists), else the library's environment chain. Sets urls[0..*n-1] (pointing into
+ * c, or into *buf, which the caller frees). Returns 0 or an exit code after saying why. */
+static int choose_servers(const cli_common *c, const char **urls, int *n, char **buf) {
+    const char *list = nonempty_env("DLOCK_URLS");
+    *n = 0;
+    *buf = NULL;
+    if (c->nurls > CLI_MAX_URLS) {
+        cli_error("--url given %d times; a Redlock has at most %d servers", c->nurls, CLI_MAX_URLS);
         return CLI_EX_USAGE;
     }
-    if (c->url != NULL) {
-        url = c->url;
-        server_source = "--url";
-    } else {
-        url = dlock_env_url(&server_source); /* the library's own fallback chain */
+    for (int i = 0; i < c->nurls && i < CLI_MAX_URLS; i++) {
+        if (url_has_password(c->urls[i])) {
+            /* Any user can read a command line (ps, /proc/PID/cmdline): refuse it. */
+            cli_error("--url must not carry a password: the command line is readable by every "
+                      "user (ps); give it with --password-file FILE or DLOCK_PASSWORD, or in "
+                      "REDIS_URL or DLOCK_URLS");
+            return CLI_EX_USAGE;
+        }
     }
-    server_is_rest = strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0;
+    if (c->nurls > 0) {
+        memcpy(urls, c->urls, (size_t)c->nurls * sizeof *urls);
+        *n = c->nurls;
+        server_source = "--url";
+    } else if (list != NULL) {
+        if ((*buf = strdup(list)) == NULL) {
+            cli_error("out of memory");
+            return CLI_EX_OSERR;
+        }
+        for (char *save = NULL, *p = strtok_r(*buf, " \t\n", &save); p != NULL;
+             p = strtok_r(NULL, " \t\n", &save)) {
+            if (*n == CLI_MAX_URLS) {
+                cli_error("DLOCK_URLS names more than %d servers", CLI_MAX_URLS);
+                return CLI_EX_USAGE;
+            }
+            urls[(*n)++] = p;
+        }
+        server_source = "DLOCK_URLS";
+        if (*n == 0) {
+            cli_error("DLOCK_URLS names no server");
+            return CLI_EX_USAGE;
+        }
+    } else {
+        urls[(*n)++] = dlock_env_url(&server_source); /* the library's own fallback chain */
+    }
+    return 0;
+}
 
-    int ex = 0;
+int cli_connect(const cli_common *c, dlock_client **out) {
+    dlock_client_options o = {0};
+    const char *urls[CLI_MAX_URLS];
+    int nurls;
+    char *list = NULL;
+    *out = NULL;
+    int ex = choose_servers(c, urls, &nurls, &list);
+    if (ex != 0) {
+        free(list);
+        return ex;
+    }
+    int any_password = 0;
+    server_is_rest = 0;
+    for (int i = 0; i < nurls; i++) {
+        server_is_rest |= is_rest(urls[i]);
+        any_password |= url_has_password(urls[i]);
+    }
+
     char *password = NULL, *token = NULL;
     if (c->password_file != NULL) {
         if ((password = read_secret(c->password_file, "--password-file", &ex)) == NULL) {
+            free(list);
             return ex;
         }
         o.password = password;
-    } else if (!url_has_password(url)) {
+    } else if (!any_password) {
         o.password = nonempty_env("DLOCK_PASSWORD");
         if (o.password == NULL) {
             o.password = nonempty_env("REDISCLI_AUTH");
@@ -126,6 +178,7 @@ int cli_connect(const cli_common *c, dlock_client **out) {
     if (c->token_file != NULL) {
         if ((token = read_secret(c->token_file, "--token-file", &ex)) == NULL) {
             free_secret(password);
+            free(list);
             return ex;
         }
         o.rest_token = token;
@@ -147,6 +200,7 @@ int cli_connect(const cli_common *c, dlock_client **out) {
             cli_error("cannot read --cacert %s: %s", c->cacert, strerror(errno));
             free_secret(password);
             free_secret(token);
+            free(list);
             free_secret(spass);
             return CLI_EX_NOINPUT;
         }
@@ -162,9 +216,12 @@ int cli_connect(const cli_common *c, dlock_client **out) {
      * one from the pool while the main thread waits on the child. */
     o.pool_size = 2;
 
-    int rc = dlock_client_open(out, url, &o);
+    /* Several servers make a Redlock; the library refuses two (no server may fail there). */
+    int rc = nurls > 1 ? dlock_client_open_quorum(out, urls, (size_t)nurls, &o)
+                       : dlock_client_open(out, urls[0], &o);
     free_secret(password);
     free_secret(token);
+    free(list);
     free_secret(spass);
     /* The library has its copies: the commands dlock runs must not inherit the secrets. */
     cli_scrub_secrets();
