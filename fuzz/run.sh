@@ -41,6 +41,12 @@ printf '%s\n' "${srcs[@]}" | xargs -P "$jobs" -I{} sh -c \
     echo "fuzz: library build failed" >&2
     exit 2
 }
+# The Lua scripts, embedded as CMake does it (the library's build generates this file too).
+cmake -DDIR="$root/src/lua" -DOUT="$work/lua_scripts.c" -P "$root/cmake/embed_lua.cmake" &&
+    $cc "${flags[@]}" -c "$work/lua_scripts.c" -o "$work/obj/lua_scripts.o" || {
+    echo "fuzz: embedding the Lua scripts failed" >&2
+    exit 2
+}
 ar rcs "$work/libdlock_fuzz.a" "$work"/obj/*.o
 
 build_target() {

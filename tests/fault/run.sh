@@ -532,8 +532,14 @@ scenario() {
     done
     # The checker requires the probe's last calls to succeed: give it half a second (about 20
     # calls) after the injector has cleared its faults, so that a fault armed just before the
-    # end cannot be the one its last calls meet.
-    sleep 0.5
+    # end cannot be the one its last calls meet. After proxy faults a call can take a command
+    # timeout and a reconnect (seen: two probe calls of 0.5 s each at the very end), so those
+    # scenarios wait 2 s.
+    if [ "$injector" = inject_proxy ]; then
+        sleep 2
+    else
+        sleep 0.5
+    fi
     touch "$DIR/stop"
     wait "$probe" 2>/dev/null
     [ -n "$proxy_pid" ] && stop_pid "$proxy_pid"
