@@ -132,22 +132,12 @@ trap cleanup EXIT
 
 now_us() { "$bin/fault_worker" now; }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A port below the kernel's ephemeral range (where a client's own end of some connection could
-# already hold the number, which SO_REUSEADDR does not get around), not listened on now.
-free_port() {
-    local p lo
-    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-    [ "$lo" -gt 12000 ] || lo=61000
-    while :; do
-        p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
-        if port_free "$p"; then
-            echo "$p"
-            return
-        fi
-    done
-}
+# The redis-server lifecycle helpers every script of dlock shares (free ports, PING). Its own
+# start loop stays here: it runs AOF children that the scenarios SIGKILL and restart.
+# shellcheck source=tests/harness/redis-lib.sh
+. "$root/tests/harness/redis-lib.sh"
+port_free() { ! dl_port_in_use "$1"; }
+free_port() { dl_free_port; }
 
 # start_redis DIR PORT PERSIST: a redis-server child on PORT; sets REDIS_PID.
 start_redis() {
@@ -164,7 +154,7 @@ start_redis() {
             --daemonize no </dev/null >/dev/null 2>&1 &
         REDIS_PID=$!
         for i in $(seq 1 200); do
-            if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+            if dl_redis_ping "$port"; then
                 return 0
             fi
             kill -0 "$REDIS_PID" 2>/dev/null || break

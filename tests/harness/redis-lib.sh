@@ -1,6 +1,6 @@
 # redis-lib.sh: the redis-server lifecycle, in one place, for every shell script of dlock that
 # needs a private server: the CTest fixtures (tests/harness/redis-env.sh, cluster-env.sh,
-# sentinel-env.sh), tests/cli, bench and demo. (tests/fault/run.sh still has its own copy.)
+# sentinel-env.sh), tests/cli, tests/fault, bench and demo.
 # Source it from bash:
 #
 #   . tests/harness/redis-lib.sh
