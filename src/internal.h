@@ -348,7 +348,8 @@ typedef struct dlock__script {
 
 extern dlock__script dlock__script_release, dlock__script_extend, dlock__script_inspect,
     dlock__script_incr_expire, dlock__script_renew, dlock__script_acquire_fenced,
-    dlock__script_queue_try, dlock__script_queue_release, dlock__script_inspect_details;
+    dlock__script_queue_try, dlock__script_queue_release, dlock__script_inspect_details,
+    dlock__script_quorum_acquire, dlock__script_quorum_fence;
 
 /* Runs `s` with nkeys keys followed by args (argc = nkeys + nargs entries in argv/lens). */
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,

@@ -8,7 +8,6 @@
 
 #include "quorum_impl.h"
 
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,24 +66,6 @@ struct dlock__quorum {
 };
 
 /* ---- scripts of our own (src/lua/quorum_*.lua) ---- */
-
-extern const char dlock__lua_quorum_acquire[], dlock__lua_quorum_fence[];
-static dlock__script script_acquire = {.body = dlock__lua_quorum_acquire};
-static dlock__script script_fence = {.body = dlock__lua_quorum_fence};
-static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
-
-static void sha_of(dlock__script *s) {
-    unsigned char d[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)s->body, strlen(s->body), d);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++) {
-        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
-    }
-}
-
-static void init_shas(void) {
-    sha_of(&script_acquire);
-    sha_of(&script_fence);
-}
 
 /* ---- one member's side of a request ---- */
 
@@ -152,17 +133,16 @@ static int run_op(dlock_client *c, const dlock__qreq *q, dlock__qresult *out) {
     size_t onel[] = {q->idlen, q->token_len, (size_t)alen};
     dlock__reply r;
     int rc;
-    pthread_once(&sha_once, init_shas);
     switch (q->op) {
     case DLOCK__QOP_SET:
         rc = dlock__client_call(c, 6, sv, sl, &r, NULL);
         break;
     case DLOCK__QOP_FSET:
         kv[3] = arg;
-        rc = dlock__script_run(c, &script_acquire, 2, 4, kv, kl, &r, NULL);
+        rc = dlock__script_run(c, &dlock__script_quorum_acquire, 2, 4, kv, kl, &r, NULL);
         break;
     case DLOCK__QOP_FENCE:
-        rc = dlock__script_run(c, &script_fence, 2, 4, kv, kl, &r, NULL);
+        rc = dlock__script_run(c, &dlock__script_quorum_fence, 2, 4, kv, kl, &r, NULL);
         break;
     case DLOCK__QOP_RELEASE:
         rc = dlock__script_run(c, &dlock__script_release, 1, 2, one, onel, &r, NULL);

@@ -15,6 +15,7 @@
  *   request means (it checks whether a SET took effect), which a blind resend could not. */
 #include "fmacros.h"
 
+#include "http.h"
 #include "internal.h"
 
 #include <curl/curl.h>
@@ -726,36 +727,7 @@ static int setup_handle(const dlock__config *cfg, dlock__conn *c) {
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    /* Lock commands are tiny request/reply pairs: Nagle would only add latency. */
-    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Redirects are not followed: a redirect would carry the token to another host. */
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    if (c->connect_to != NULL) {
-        curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->connect_to);
-    }
-    if (cfg->url.scheme == DLOCK__SCHEME_HTTPS) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, cfg->tls_insecure ? 0L : 1L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, cfg->tls_insecure ? 0L : 2L);
-        if (cfg->tls_ca_file != NULL) {
-            curl_easy_setopt(h, CURLOPT_CAINFO, cfg->tls_ca_file);
-        }
-        if (cfg->tls_ca_dir != NULL) {
-            curl_easy_setopt(h, CURLOPT_CAPATH, cfg->tls_ca_dir);
-        }
-        if (cfg->tls_cert_file != NULL) {
-            curl_easy_setopt(h, CURLOPT_SSLCERT, cfg->tls_cert_file);
-        }
-        if (cfg->tls_key_file != NULL) {
-            curl_easy_setopt(h, CURLOPT_SSLKEY, cfg->tls_key_file);
-        }
-    }
+    dlock__http_setup(h, cfg, c->connect_to);
     return DLOCK_OK;
 }
 

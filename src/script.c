@@ -14,7 +14,8 @@
 /* The bodies: src/lua/NAME.lua, embedded by cmake/embed_lua.cmake (lua_scripts.c). */
 extern const char dlock__lua_release[], dlock__lua_extend[], dlock__lua_renew[],
     dlock__lua_acquire_fenced[], dlock__lua_inspect[], dlock__lua_incr_expire[],
-    dlock__lua_queue_try[], dlock__lua_queue_release[], dlock__lua_inspect_details[];
+    dlock__lua_queue_try[], dlock__lua_queue_release[], dlock__lua_inspect_details[],
+    dlock__lua_quorum_acquire[], dlock__lua_quorum_fence[];
 
 dlock__script dlock__script_release = {.body = dlock__lua_release};
 dlock__script dlock__script_extend = {.body = dlock__lua_extend};
@@ -25,6 +26,8 @@ dlock__script dlock__script_incr_expire = {.body = dlock__lua_incr_expire};
 dlock__script dlock__script_queue_try = {.body = dlock__lua_queue_try};
 dlock__script dlock__script_queue_release = {.body = dlock__lua_queue_release};
 dlock__script dlock__script_inspect_details = {.body = dlock__lua_inspect_details};
+dlock__script dlock__script_quorum_acquire = {.body = dlock__lua_quorum_acquire};
+dlock__script dlock__script_quorum_fence = {.body = dlock__lua_quorum_fence};
 
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 
@@ -46,6 +49,8 @@ static void init_shas(void) {
     sha_of(&dlock__script_queue_try);
     sha_of(&dlock__script_queue_release);
     sha_of(&dlock__script_inspect_details);
+    sha_of(&dlock__script_quorum_acquire);
+    sha_of(&dlock__script_quorum_fence);
 }
 
 int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, const char **argv,

@@ -20,6 +20,8 @@
 
 #include "sse.h"
 
+#include "http.h"
+
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -415,35 +417,8 @@ static void set_options(const dlock__config *cfg, dlock__sse *s, long connect_ms
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L); /* a redirect would carry the token */
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    if (s->connect_to != NULL) {
-        curl_easy_setopt(h, CURLOPT_CONNECT_TO, s->connect_to);
-    }
-    if (cfg->url.scheme == DLOCK__SCHEME_HTTPS) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, cfg->tls_insecure ? 0L : 1L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, cfg->tls_insecure ? 0L : 2L);
-        if (cfg->tls_ca_file != NULL) {
-            curl_easy_setopt(h, CURLOPT_CAINFO, cfg->tls_ca_file);
-        }
-        if (cfg->tls_ca_dir != NULL) {
-            curl_easy_setopt(h, CURLOPT_CAPATH, cfg->tls_ca_dir);
-        }
-        if (cfg->tls_cert_file != NULL) {
-            curl_easy_setopt(h, CURLOPT_SSLCERT, cfg->tls_cert_file);
-        }
-        if (cfg->tls_key_file != NULL) {
-            curl_easy_setopt(h, CURLOPT_SSLKEY, cfg->tls_key_file);
-        }
-    }
+    dlock__http_setup(h, cfg, s->connect_to);
 }
 
 static int start(const dlock__config *cfg, dlock__sse *s, const char *channel, size_t len,

@@ -648,3 +648,20 @@ int dlt_wait_for_redis(int port, const char *password, int64_t timeout_ms) {
     }
     return 0;
 }
+
+long long dlt_queue_len(redisContext *c, const char *id) {
+    redisReply *r = dlt_raw_cmd(c, "LLEN {%s}:queue", id);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+void dlt_await_queue_len(redisContext *c, const char *id, long long n) {
+    int64_t until = dlt_now_ms() + dlt_slow(3000);
+    while (dlt_queue_len(c, id) != n) {
+        if (dlt_now_ms() > until) {
+            fail_msg("queue of %s: %lld entries, expected %lld", id, dlt_queue_len(c, id), n);
+        }
+        dlt_sleep_ms(5);
+    }
+}

@@ -119,6 +119,13 @@ long long dlt_raw_pttl(redisContext *c, const char *key, size_t keylen);
 /* 1 if the key exists. */
 int dlt_raw_exists(redisContext *c, const char *key, size_t keylen);
 
+/* Entries in the wait queue of lock `id` ("{ID}:queue"). */
+long long dlt_queue_len(redisContext *c, const char *id);
+
+/* Waits up to 3 s (more under valgrind) for the wait queue of `id` to hold n entries; fails the
+ * test otherwise. */
+void dlt_await_queue_len(redisContext *c, const char *id, long long n);
+
 /* Deletes the key (cleanup). */
 void dlt_raw_del(redisContext *c, const char *key, size_t keylen);
 

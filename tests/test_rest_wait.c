@@ -51,23 +51,6 @@ static dlock_client *open_at(const char *path, int command_timeout_ms) {
     return dlt_open(url_with(path), &o);
 }
 
-static long long queue_len(redisContext *raw, const char *id) {
-    redisReply *r = dlt_raw_cmd(raw, "LLEN {%s}:queue", id);
-    long long n = r->integer;
-    freeReplyObject(r);
-    return n;
-}
-
-static void await_queue_len(redisContext *raw, const char *id, long long n) {
-    int64_t until = dlt_now_ms() + dlt_slow(3000);
-    while (queue_len(raw, id) != n) {
-        if (dlt_now_ms() > until) {
-            fail_msg("queue of %s: %lld entries, expected %lld", id, queue_len(raw, id), n);
-        }
-        dlt_sleep_ms(5);
-    }
-}
-
 static long long numsub(redisContext *raw, const char *channel) {
     redisReply *r = dlt_raw_cmd(raw, "PUBSUB NUMSUB %s", channel);
     long long n = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[1]->integer : -1;
@@ -246,7 +229,7 @@ static void test_fifo_order(void **state) {
         w[i].hold_ms = 30;
         w[i].order = &order;
         waiter_start(&w[i], locks[i], 15000);
-        await_queue_len(raw, id, i + 1);
+        dlt_await_queue_len(raw, id, i + 1);
     }
     int64_t released = dlt_now_ms();
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
@@ -273,7 +256,7 @@ static void test_fifo_order(void **state) {
         dlock_lock_free(locks[i]);
     }
     dlock_lock_free(holder);
-    assert_int_equal(queue_len(raw, id), 0);
+    assert_int_equal(dlt_queue_len(raw, id), 0);
     redisFree(raw);
     dlock_client_close(c);
 }
@@ -290,7 +273,7 @@ static void test_lost_grant(void **state) {
     dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
     waiter w = {0};
     waiter_start(&w, wl, 8000);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     int64_t released = dlt_now_ms();
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_false(holds(raw, id, dlock_lock_token(holder)));
@@ -337,7 +320,7 @@ static void test_broken_stream(void **state) {
     dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
     waiter_start(&w, wl, 8000);
     dlt_sleep_ms(600);
-    assert_int_equal(queue_len(raw, id), 0);
+    assert_int_equal(dlt_queue_len(raw, id), 0);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_int_equal(waiter_join(&w), DLOCK_OK);
     dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
@@ -388,7 +371,7 @@ static void race_rounds(const char *path, int rounds, int from_ms, int to_ms, in
                          path, round, v);
             }
         }
-        assert_int_equal(queue_len(raw, id), 0);
+        assert_int_equal(dlt_queue_len(raw, id), 0);
         dlock_lock_free(holder);
         dlock_lock_free(wl);
     }
@@ -434,10 +417,10 @@ static void test_dead_waiter(void **state) {
         dlock_acquire_options ao = {.wait_ms = 40000};
         _exit(dlock_lock_acquire(l, &ao) == DLOCK_OK ? 0 : 4);
     }
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     waiter w = {0};
     waiter_start(&w, live, 20000);
-    await_queue_len(raw, id, 2);
+    dlt_await_queue_len(raw, id, 2);
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(dlt_wait(pid, 5000), 128 + SIGKILL);
     dlt_sleep_ms(100);

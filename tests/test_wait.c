@@ -40,24 +40,6 @@ static int fx_teardown(void **state) {
     return 0;
 }
 
-static long long queue_len(redisContext *raw, const char *id) {
-    redisReply *r = dlt_raw_cmd(raw, "LLEN {%s}:queue", id);
-    long long n = r->integer;
-    freeReplyObject(r);
-    return n;
-}
-
-/* Waits up to 3 s (more under valgrind) for the queue to hold n entries. */
-static void await_queue_len(redisContext *raw, const char *id, long long n) {
-    int64_t until = dlt_now_ms() + dlt_slow(3000);
-    while (queue_len(raw, id) != n) {
-        if (dlt_now_ms() > until) {
-            fail_msg("queue of %s: %lld entries, expected %lld", id, queue_len(raw, id), n);
-        }
-        dlt_sleep_ms(5);
-    }
-}
-
 static void scratch_file(char *buf, size_t size, const char *tag) {
     const char *dir = getenv("DLOCK_TEST_SCRATCH");
     snprintf(buf, size, "%s/wait-%s-%d.log", dir != NULL ? dir : "/tmp", tag, (int)getpid());
@@ -172,7 +154,7 @@ static void test_paused_waiter_ignores_stale_grant(void **state) {
     char log[256];
     scratch_file(log, sizeof log, "paused");
     pid_t w = spawn_waiter(id, 7000, 2000, log);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     dlt_sleep_ms(50);
     assert_int_equal(kill(w, SIGSTOP), 0);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
@@ -191,7 +173,7 @@ static void test_paused_waiter_ignores_stale_grant(void **state) {
     assert_non_null(v);
     assert_string_equal(v, dlock_lock_token(other));
     free(v);
-    assert_int_equal(queue_len(raw, id), 0); /* it left the queue */
+    assert_int_equal(dlt_queue_len(raw, id), 0); /* it left the queue */
     dlt_assert_rc(dlock_lock_release(other), DLOCK_OK);
     dlock_lock_free(holder);
     dlock_lock_free(other);
@@ -213,7 +195,7 @@ static void test_late_grant_message_is_not_a_grant(void **state) {
     dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
     waiter w;
     waiter_start(&w, wl, 5000);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed off, 50 ms lease */
     dlt_sleep_ms(150);
     dlt_assert_rc(dlock_lock_acquire(other, NULL), DLOCK_OK);
@@ -228,7 +210,7 @@ static void test_late_grant_message_is_not_a_grant(void **state) {
     assert_non_null(v);
     assert_string_equal(v, dlock_lock_token(other));
     free(v);
-    assert_int_equal(queue_len(raw, id), 0); /* nothing left behind for the next release */
+    assert_int_equal(dlt_queue_len(raw, id), 0); /* nothing left behind for the next release */
     dlt_assert_rc(dlock_lock_release(other), DLOCK_OK);
     dlock_lock_free(wl);
     dlock_lock_free(holder);
@@ -249,9 +231,9 @@ static void dead_waiter_round(dlock_client *c, redisContext *raw, int64_t gap_ms
     scratch_file(log1, sizeof log1, "dead1");
     scratch_file(log2, sizeof log2, "dead2");
     pid_t w1 = spawn_waiter(id, 40000, 10000, log1);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     pid_t w2 = spawn_waiter(id, 40000, 10000, log2);
-    await_queue_len(raw, id, 2);
+    dlt_await_queue_len(raw, id, 2);
     assert_int_equal(kill(w1, SIGKILL), 0);
     assert_int_equal(dlt_wait(w1, 5000), 128 + SIGKILL);
     dlt_sleep_ms(gap_ms);
@@ -291,7 +273,7 @@ static void test_timed_out_waiter_leaves_queue(void **state) {
     dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
     dlock_acquire_options ao = {.wait_ms = 300};
     dlt_assert_rc(dlock_lock_acquire(wl, &ao), DLOCK_NOT_ACQUIRED);
-    assert_int_equal(queue_len(raw, id), 0);
+    assert_int_equal(dlt_queue_len(raw, id), 0);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_false(dlt_raw_exists(raw, id, strlen(id)));
     dlock_lock_free(holder);
@@ -318,7 +300,7 @@ static void test_queue_keys_expire(void **state) {
     assert_expires(raw, id, "waiters");
     waiter w;
     waiter_start(&w, wl, 10000);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     assert_expires(raw, id, "queue");
     assert_expires(raw, id, "waiters");
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed off */
@@ -341,12 +323,12 @@ static void test_cancel_stops_a_wait(void **state) {
     dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
     waiter w;
     waiter_start(&w, wl, 20000);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     int64_t t0 = dlt_now_ms();
     dlt_assert_rc(dlock_lock_cancel(wl), DLOCK_OK);
     assert_int_equal(waiter_join(&w), DLOCK_ECANCELED);
     assert_true(w.returned_at - t0 < dlt_slow(500));
-    assert_int_equal(queue_len(raw, id), 0);
+    assert_int_equal(dlt_queue_len(raw, id), 0);
     assert_null(dlock_lock_token(wl));
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_false(dlt_raw_exists(raw, id, strlen(id))); /* nobody was handed it */
@@ -379,9 +361,9 @@ static void test_killed_subscription_is_remade(void **state) {
     dlt_sleep_ms(50);
     waiter w1, w2;
     waiter_start(&w1, first, 10000);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     waiter_start(&w2, second, 10000);
-    await_queue_len(raw, id, 2);
+    dlt_await_queue_len(raw, id, 2);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_int_equal(waiter_join(&w1), DLOCK_OK);
     dlt_sleep_ms(100);
@@ -411,9 +393,9 @@ static void test_expired_grant_record_is_not_a_hold(void **state) {
     dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
     waiter w = {.lock = wl, .ao = {.wait_ms = 3000, .token = token}}, w2;
     assert_int_equal(pthread_create(&w.thread, NULL, waiter_main, &w), 0);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     waiter_start(&w2, bystander, 2500); /* keeps the waiter hash alive */
-    await_queue_len(raw, id, 2);
+    dlt_await_queue_len(raw, id, 2);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed to wl, 50 ms lease */
     dlt_sleep_ms(60);
     dlock_acquire_options oo = {.token = token};
@@ -445,15 +427,15 @@ static void test_paused_waiter_keeps_its_turn(void **state) {
     char log[256];
     scratch_file(log, sizeof log, "pause-turn");
     pid_t wp = spawn_waiter(id, 20000, 10000, log);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     dlt_sleep_ms(50);
     assert_int_equal(kill(wp, SIGSTOP), 0);
     dlt_sleep_ms(3300); /* the list expires (2 x 1.5 s) */
     assert_int_equal(kill(wp, SIGCONT), 0);
-    await_queue_len(raw, id, 1); /* back in the list */
+    dlt_await_queue_len(raw, id, 1); /* back in the list */
     waiter w;
     waiter_start(&w, later, 10000);
-    await_queue_len(raw, id, 2);
+    dlt_await_queue_len(raw, id, 2);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_int_equal(dlt_wait(wp, dlt_slow(15000)), DLOCK_OK);
     assert_int_equal(waiter_join(&w), DLOCK_OK);
@@ -490,7 +472,7 @@ static void test_refused_subscribe_is_retried(void **state) {
     assert_true(rc == DLOCK_NOT_ACQUIRED || rc < 0);
     waiter w;
     waiter_start(&w, wl, 5000);
-    await_queue_len(raw, id, 1); /* it subscribes and queues again */
+    dlt_await_queue_len(raw, id, 1); /* it subscribes and queues again */
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_int_equal(waiter_join(&w), DLOCK_OK);
     dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
@@ -511,7 +493,7 @@ static void test_cancel_cut_off_says_it_may_hold(void **state) {
     waiter w;
     waiter_start(&w, wl, 20000);
     dlt_sleep_ms(3200); /* its SUBSCRIBE's reply comes 3 s late */
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     dlt_sleep_ms(100);
     dlt_assert_rc(dlock_lock_cancel(wl), DLOCK_OK);
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK); /* handed to wl, which cannot see it */
@@ -539,7 +521,7 @@ static void test_large_fencing_counters(void **state) {
     assert_int_equal(dlock_lock_fencing_token(holder), 99999999999999LL);
     waiter w;
     waiter_start(&w, wl, 8000);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     int64_t rel = dlt_now_ms();
     dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
     assert_int_equal(waiter_join(&w), DLOCK_OK);
@@ -591,12 +573,12 @@ static void test_failed_release_changes_nothing(void **state) {
     dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
     waiter w;
     waiter_start(&w, wl, 3000);
-    await_queue_len(raw, id, 1);
+    dlt_await_queue_len(raw, id, 1);
     freeReplyObject(dlt_raw_cmd(raw, "SET {%s}:fence oops", id));
     int rc = dlock_lock_release(holder);
     assert_true(rc < 0);
     assert_true(dlt_contains(dlock_errmsg(), "not an integer"));
-    assert_int_equal(queue_len(raw, id), 1);
+    assert_int_equal(dlt_queue_len(raw, id), 1);
     char *v = holder_of(raw, id);
     assert_non_null(v);
     assert_string_equal(v, dlock_lock_token(holder));
