@@ -1,14 +1,12 @@
 /* consumer.c: a program built against an installed dlock, the way its users build theirs. It
  * checks that the header and the library it runs with agree, and that both are callable. */
 #include <dlock.h>
-
 #include <stdio.h>
 #include <string.h>
 
 int main(void) {
     if (strcmp(dlock_version(), DLOCK_VERSION_STRING) != 0) {
-        fprintf(stderr, "consumer: header %s, library %s\n", DLOCK_VERSION_STRING,
-                dlock_version());
+        fprintf(stderr, "consumer: header %s, library %s\n", DLOCK_VERSION_STRING, dlock_version());
         return 1;
     }
     dlock_client *c = NULL;
