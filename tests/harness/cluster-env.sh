@@ -87,12 +87,7 @@ start_node() {
             fi
             sleep 0.05
         done
-        pid=$(cat "$DIR/node$n.pid" 2>/dev/null || true)
-        if dl_pid_is_redis "$pid"; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        echo "cluster-env.sh: node$n did not start on port $port, retrying" >&2
-        tail -n 5 "$DIR/node$n.log" >&2 || true
+        dl_redis_abandon "$DIR/node$n.pid" "$DIR/node$n.log" "cluster-env.sh: node$n on port $port"
     done
     die "could not start node$n; see $DIR/node$n.log"
 }

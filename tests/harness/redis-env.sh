@@ -144,12 +144,8 @@ start_server() {
             done
         fi
         # Not up: stop whatever is left of this try (by its PID file) and pick new ports.
-        pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-        if dl_pid_is_redis "$pid"; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        echo "redis-env.sh: $name did not start on port $port${tlsport:+/$tlsport}, retrying" >&2
-        tail -n 5 "$DIR/$name.log" >&2 || true
+        dl_redis_abandon "$DIR/$name.pid" "$DIR/$name.log" \
+            "redis-env.sh: $name on port $port${tlsport:+/$tlsport}"
     done
     die "could not start the $name server; see $DIR/$name.log"
 }

@@ -42,6 +42,19 @@ dl_pid_is_redis() {
         [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ]
 }
 
+# dl_redis_abandon PIDFILE LOGFILE WHAT: after a try to start a server failed, kills what is
+# left of it (by PIDFILE, only a live redis-server), says WHAT did not start, and shows its log's
+# last lines, so that the caller can retry on other ports.
+dl_redis_abandon() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null || true)
+    if dl_pid_is_redis "$pid"; then
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    echo "$3 did not start, retrying" >&2
+    tail -n 5 "$2" >&2 || true
+}
+
 # dl_redis_ping PORT [redis-cli options...]: 0 once the server on PORT answers PONG.
 dl_redis_ping() {
     local port=$1

@@ -87,11 +87,7 @@ start() {
             fi
             sleep 0.05
         done
-        pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
-        if dl_pid_is_redis "$pid"; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        echo "sentinel-env.sh: $name did not start on port $port, retrying" >&2
+        dl_redis_abandon "$DIR/$name.pid" "$DIR/$name.log" "sentinel-env.sh: $name on port $port"
     done
     die "could not start $name; see $DIR/$name.log"
 }
