@@ -157,8 +157,18 @@ static void migration_begin(unsigned slot, int from, int to) {
     free(to_id);
 }
 
+/* The node's TLS port: with tls-cluster on, MIGRATE talks TLS to the target. */
+static int tls_port(int port) {
+    redisReply *r = on_port(port, "CONFIG GET tls-port");
+    assert_true(r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    int p = atoi(r->element[1]->str);
+    freeReplyObject(r);
+    assert_true(p > 0);
+    return p;
+}
+
 static void move_key(int from, int to, const char *key) {
-    redisReply *r = on_port(from, "MIGRATE 127.0.0.1 %d %s 0 5000", to, key);
+    redisReply *r = on_port(from, "MIGRATE 127.0.0.1 %d %s 0 5000", tls_port(to), key);
     assert_non_null(r);
     if (r->type == REDIS_REPLY_ERROR) {
         fail_msg("MIGRATE %s: %s", key, r->str);
@@ -243,9 +253,9 @@ static void test_key_slot(void **state) {
 }
 
 /* One URL, ids on every master: acquire, status, extend, release all reach the right node. */
-static void test_ids_on_every_master(void **state) {
-    (void)state;
-    dlock_client *c = open_cluster();
+/* Acquire, status, extend and release of one id on each master, through client c, checked on
+ * the master itself. */
+static void lock_on_every_master(dlock_client *c) {
     int m[NODES], k = masters(m);
     assert_int_equal(k, 3);
     for (int i = 0; i < k; i++) {
@@ -268,6 +278,12 @@ static void test_ids_on_every_master(void **state) {
         redisFree(raw);
         dlock_lock_free(l);
     }
+}
+
+static void test_ids_on_every_master(void **state) {
+    (void)state;
+    dlock_client *c = open_cluster();
+    lock_on_every_master(c);
     dlock_client_close(c);
 }
 
@@ -308,9 +324,7 @@ static void test_open_through_replica(void **state) {
 
 /* A lock held while its slot migrates to another master: the client's map is stale, the old
  * master answers MOVED, and extend, status and release follow it. */
-static void test_moved_while_held(void **state) {
-    (void)state;
-    dlock_client *c = open_cluster();
+static void moved_while_held(dlock_client *c) {
     const char *id = id_on(0, "moved");
     unsigned slot = slot_of(id);
     int from = master_of_slot(slot), to = other_master(from);
@@ -341,6 +355,12 @@ static void test_moved_while_held(void **state) {
 
     migration_begin(slot, to, from); /* put it back */
     migration_finish(slot, to, from);
+}
+
+static void test_moved_while_held(void **state) {
+    (void)state;
+    dlock_client *c = open_cluster();
+    moved_while_held(c);
     dlock_client_close(c);
 }
 
@@ -385,7 +405,7 @@ static void test_ask_during_migration(void **state) {
 
 typedef struct finisher {
     unsigned slot;
-    int from, to;
+    int from, to, to_tls;
     const char *key;
 } finisher;
 
@@ -394,7 +414,7 @@ static void *finish_later(void *arg) {
     dlt_sleep_ms(300);
     /* Not through the cmocka helpers: this is not the test's thread. */
     redisContext *src = redisConnect("127.0.0.1", f->from);
-    redisReply *r = redisCommand(src, "MIGRATE 127.0.0.1 %d %s 0 5000", f->to, f->key);
+    redisReply *r = redisCommand(src, "MIGRATE 127.0.0.1 %d %s 0 5000", f->to_tls, f->key);
     freeReplyObject(r);
     redisContext *dst = redisConnect("127.0.0.1", f->to);
     redisReply *id = redisCommand(dst, "CLUSTER MYID");
@@ -428,7 +448,7 @@ static void test_tryagain(void **state) {
     migration_begin(slot, from, to);
     move_key(from, to, k2);
 
-    finisher f = {slot, from, to, k1};
+    finisher f = {slot, from, to, tls_port(to), k1};
     pthread_t t;
     pthread_create(&t, NULL, finish_later, &f);
     const char *argv[] = {"MGET", k1, k2};
@@ -539,9 +559,7 @@ static void *wait_for_lock(void *arg) {
 /* The wait queue on a cluster: the waiter subscribes with SSUBSCRIBE at the id's master (its
  * grant channel is in the id's slot), and a release hands over with SPUBLISH, waking it at once
  * rather than at its next poll. */
-static void test_wait_handoff(void **state) {
-    (void)state;
-    dlock_client *c = open_cluster();
+static void wait_handoff(dlock_client *c) {
     const char *id = id_on(0, "handoff");
     int owner = master_of_slot(slot_of(id));
     dlock_lock *holder = dlt_lock_new(c, id, NULL);
@@ -566,7 +584,33 @@ static void test_wait_handoff(void **state) {
     print_message("hand-off took %lld ms\n", (long long)(w.done_at - released));
     assert_true(w.done_at - released < dlt_slow(200)); /* polls come every 250-500 ms */
     dlock_lock_free(holder);
+}
+
+static void test_wait_handoff(void **state) {
+    (void)state;
+    dlock_client *c = open_cluster();
+    wait_handoff(c);
     dlock_client_close(c);
+}
+
+/* The same cluster over rediss://: the map, MOVED and the sharded hand-off all name TLS ports
+ * (the cluster reports those to TLS clients), every node's certificate is verified against the
+ * CA given, and one that does not verify is DLOCK_ETLS naming the node. */
+static void test_tls(void **state) {
+    (void)state;
+    const char *url = dlt_env_require("DLOCK_TEST_CLUSTER_TLS_URL");
+    dlock_client_options o = {.tls_ca_file = dlt_env_require("DLOCK_TEST_CLUSTER_CA")};
+    dlock_client *c = dlt_open(url, &o);
+    lock_on_every_master(c);
+    moved_while_held(c);
+    wait_handoff(c);
+    dlock_client_close(c);
+
+    o.tls_ca_file = dlt_env_require("DLOCK_TEST_CLUSTER_OTHER_CA");
+    dlock_client *bad = NULL;
+    dlt_assert_rc(dlt_client_open(&bad, url, &o), DLOCK_ETLS);
+    assert_null(bad);
+    assert_true(dlt_contains(dlock_errmsg(), url + strlen("rediss://")));
 }
 
 /* A slot that no master serves takes the cluster down: dlock reports Redis's CLUSTERDOWN as a
@@ -680,6 +724,7 @@ int main(void) {
         cmocka_unit_test(test_tryagain),
         cmocka_unit_test(test_subscribe_follows_slot),
         cmocka_unit_test(test_wait_handoff),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_clusterdown),
         cmocka_unit_test(test_failover),
     };

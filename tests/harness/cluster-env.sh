@@ -5,18 +5,23 @@
 #                              wait until every node says cluster_state:ok, write DIR/env
 #   cluster-env.sh stop DIR    stop every server started in DIR (by PID file only); idempotent
 #
-# Nodes listen on 127.0.0.1 at free ports P (and P+10000, the cluster bus), picked at random and
-# retried on a clash. Each node has DIR/nodeN.conf, so a test may kill one (kill -9) and start it
+# Nodes listen on 127.0.0.1 at free ports P for plain TCP, P+1 for TLS (certificates from a CA
+# made here) and P+10000 for the cluster bus, picked at random and retried on a clash. The bus
+# and replication run over TLS (tls-cluster, tls-replication), so the cluster tells TLS clients
+# its TLS ports (CLUSTER SLOTS, MOVED, ASK) and plain clients its plain ones: the same cluster
+# serves the redis:// and the rediss:// tests. Each node has DIR/nodeN.conf, so a test may kill one (kill -9) and start it
 # again with `redis-server DIR/nodeN.conf`: it keeps its node id (DIR/nodeN/nodes.conf) and
 # rejoins, as a replica if its slots were failed over meanwhile. cluster-node-timeout is 2 s, so a
 # killed master's replica takes over in about 3 s.
 #
 # DIR/env (shell-sourceable, read by tests/support.c's dlt_env):
 #   DLOCK_TEST_CLUSTER_URL         redis://127.0.0.1:P1 (any node works as the one URL)
+#   DLOCK_TEST_CLUSTER_TLS_URL     rediss://127.0.0.1:P1+1, to verify with DLOCK_TEST_CLUSTER_CA
+#   DLOCK_TEST_CLUSTER_CA, DLOCK_TEST_CLUSTER_OTHER_CA   the CA, and one that must fail
 #   DLOCK_TEST_CLUSTER_SEEDS       the 6 node URLs, comma-separated
 #   DLOCK_TEST_CLUSTER_NODES       6
 #   DLOCK_TEST_CLUSTER_PORT_N, DLOCK_TEST_CLUSTER_PID_FILE_N, DLOCK_TEST_CLUSTER_CONF_N (N = 1..6)
-# Only Debian 12 packages are used: bash, coreutils, redis-server 7.0, redis-tools.
+# Only Debian 12 packages are used: bash, coreutils, redis-server 7.0, redis-tools, openssl.
 set -euo pipefail
 # shellcheck source=redis-lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/redis-lib.sh"
@@ -29,12 +34,12 @@ die() {
     exit 1
 }
 
-# A port whose bus port (+10000) is free too; both stay below 65536.
+# A port P with P+1 (TLS) and P+10000 (bus) free too; all stay below 65536.
 random_port() {
     local p
     while :; do
         p=$((20000 + (RANDOM * 32768 + RANDOM) % 25000))
-        if ! dl_port_in_use "$p" && ! dl_port_in_use $((p + 10000)); then
+        if ! dl_port_in_use "$p" && ! dl_port_in_use $((p + 1)) && ! dl_port_in_use $((p + 10000)); then
             echo "$p"
             return
         fi
@@ -53,6 +58,14 @@ write_conf() {
     {
         echo "bind 127.0.0.1"
         echo "port $port"
+        echo "tls-port $((port + 1))"
+        echo "tls-cert-file $DIR/server.crt"
+        echo "tls-key-file $DIR/server.key"
+        echo "tls-ca-cert-file $DIR/ca.crt"
+        echo "tls-auth-clients no"
+        echo "tls-cluster yes"
+        echo "tls-replication yes"
+        echo "cluster-port $((port + 10000))"
         echo "daemonize yes"
         echo "pidfile $DIR/node$n.pid"
         echo "logfile $DIR/node$n.log"
@@ -124,10 +137,12 @@ case $cmd in
 start)
     command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
     command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
+    command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
     mkdir -p "$DIR"
     DIR=$(cd "$DIR" && pwd)
     stop_dir
     rm -f "$DIR/env"
+    dl_make_certs "$DIR"
     addrs=()
     for n in $(seq 1 $NODES); do
         start_node "$n"
@@ -144,6 +159,9 @@ start)
     {
         echo "DLOCK_TEST_CLUSTER_DIR=$DIR"
         echo "DLOCK_TEST_CLUSTER_URL=redis://${addrs[0]}"
+        echo "DLOCK_TEST_CLUSTER_TLS_URL=rediss://127.0.0.1:$(($(cat "$DIR/node1.port") + 1))"
+        echo "DLOCK_TEST_CLUSTER_CA=$DIR/ca.crt"
+        echo "DLOCK_TEST_CLUSTER_OTHER_CA=$DIR/other-ca.crt"
         seeds=""
         for a in "${addrs[@]}"; do
             seeds="$seeds${seeds:+,}redis://$a"

@@ -137,3 +137,40 @@ dl_redis_start() {
     echo "redis-lib.sh: could not start redis-server $name; see $dir/$name.log" >&2
     return 1
 }
+
+# dl_make_certs DIR: a throwaway CA (DIR/ca.crt), a server certificate for 127.0.0.1 and localhost
+# signed by it (DIR/server.crt, .key; also good as a client certificate, because cluster nodes
+# present it to each other on the TLS cluster bus, which always asks for one), a client certificate (DIR/client.crt, .key), an unrelated
+# CA (DIR/other-ca.crt) that must fail verification, and hashed CA directories of each
+# (DIR/cadir, DIR/other-cadir). Needs openssl.
+dl_make_certs() {
+    local d=$1
+    local ext="$d/server.ext"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$d/ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$d/ca.key" -sha256 -days 2 -subj "/CN=dlock test CA" \
+        -out "$d/ca.crt" 2>/dev/null
+    openssl ecparam -name prime256v1 -genkey -noout -out "$d/server.key" 2>/dev/null
+    openssl req -new -key "$d/server.key" -subj "/CN=localhost" -out "$d/server.csr" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
+        "extendedKeyUsage=serverAuth,clientAuth" >"$ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -sha256 -extfile "$ext" -out "$d/server.crt" 2>/dev/null
+    openssl ecparam -name prime256v1 -genkey -noout -out "$d/client.key" 2>/dev/null
+    openssl req -new -key "$d/client.key" -subj "/CN=dlock test client" -out "$d/client.csr" \
+        2>/dev/null
+    printf '%s\n' "basicConstraints=CA:FALSE" "extendedKeyUsage=clientAuth" >"$d/client.ext"
+    openssl x509 -req -in "$d/client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -sha256 -extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
+    # A second, unrelated CA: verifying the server against it must fail.
+    openssl ecparam -name prime256v1 -genkey -noout -out "$d/other-ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$d/other-ca.key" -sha256 -days 2 -subj "/CN=other CA" \
+        -out "$d/other-ca.crt" 2>/dev/null
+    # Hashed CA directories, for tls_ca_dir.
+    mkdir -p "$d/cadir" "$d/other-cadir"
+    cp "$d/ca.crt" "$d/cadir/"
+    cp "$d/other-ca.crt" "$d/other-cadir/"
+    openssl rehash "$d/cadir" "$d/other-cadir" 2>/dev/null
+    # redis-server reads the keys as the same user; keep them private anyway.
+    chmod 600 "$d"/*.key
+}
