@@ -33,6 +33,11 @@ if [ -n "$GATEWAY_URL" ]; then
 else
     echo "bench: REST transport skipped (dlock_rest_gateway not built in $BUILD)" >&2
 fi
+# The cluster row (mode cluster): its seed URL is one more --url.
+if [ -z "${BENCH_MODES:-}" ] || [[ ",$BENCH_MODES," == *,cluster,* ]]; then
+    bench_start_cluster
+    [ -z "$CLUSTER_URL" ] || ARGS+=(--url "$CLUSTER_URL")
+fi
 CLI=$(find "$BUILD" -maxdepth 3 -name dlock -type f -perm -u+x 2>/dev/null | head -n 1 || true)
 if [ -n "$CLI" ]; then
     ARGS+=(--cli "$CLI")
