@@ -32,6 +32,9 @@ bench_cleanup() {
     if [ -d "$BENCH_TMP/cluster" ]; then # by the PID files cluster-env.sh wrote
         bash "$BENCH_HARNESS/cluster-env.sh" stop "$BENCH_TMP/cluster" >/dev/null 2>&1 || true
     fi
+    if [ -d "$BENCH_TMP/quorum" ]; then # peers.sh's five Redlock servers, by their PID files
+        bash "$BENCH_HARNESS/quorum-env.sh" stop "$BENCH_TMP/quorum" >/dev/null 2>&1 || true
+    fi
     rm -rf "$BENCH_TMP"
 }
 trap bench_cleanup EXIT
