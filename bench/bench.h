@@ -39,7 +39,8 @@ typedef struct bench_config {
 } bench_config;
 
 /* Every mode, in the order main.c runs them; the default of --modes. */
-#define BENCH_ALL_MODES "cycle,contend,restwait,deadwaiter,keys,extend,debounce,memory,cli,server"
+#define BENCH_ALL_MODES                                                                            \
+    "cycle,contend,restwait,deadwaiter,keys,extend,debounce,memory,cli,server,cluster"
 
 /* Fills cfg from argv, every value checked: on bad input prints a message naming the option
  * and exits BENCH_EXIT_USAGE; --help prints the usage and exits 0. */
@@ -219,5 +220,6 @@ void mode_contend(bench *b, const char *url);
 void mode_restwait(bench *b, const char *url);
 void mode_deadwaiter(bench *b, const char *url);
 void mode_keys(bench *b, const char *url);
+void mode_cluster(bench *b, const char *url); /* only on a Redis Cluster URL */
 
 #endif

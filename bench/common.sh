@@ -6,6 +6,7 @@
 # shellcheck source=../tests/harness/redis-lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../tests/harness/redis-lib.sh"
 
+BENCH_HARNESS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/harness" && pwd)
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dlock-bench.XXXXXX")
 
 # CPU pinning (BENCH_PIN=1, the default with 2+ CPUs): the server side (redis-server, gateway)
@@ -28,6 +29,12 @@ bench_cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     dl_redis_stop "$BENCH_TMP/redis.pid"
+    if [ -d "$BENCH_TMP/cluster" ]; then # by the PID files cluster-env.sh wrote
+        bash "$BENCH_HARNESS/cluster-env.sh" stop "$BENCH_TMP/cluster" >/dev/null 2>&1 || true
+    fi
+    if [ -d "$BENCH_TMP/quorum" ]; then # peers.sh's five Redlock servers, by their PID files
+        bash "$BENCH_HARNESS/quorum-env.sh" stop "$BENCH_TMP/quorum" >/dev/null 2>&1 || true
+    fi
     rm -rf "$BENCH_TMP"
 }
 trap bench_cleanup EXIT
@@ -47,6 +54,20 @@ bench_start_redis() {
     }
     REDIS_PORT=$DL_REDIS_PORT
     REDIS_PID=$DL_REDIS_PID
+}
+
+# A Redis Cluster of 3 masters and 3 replicas (tests/harness/cluster-env.sh), on the server CPU
+# like the single server. Sets CLUSTER_URL (the first node, a master: the seed), or leaves it
+# empty when the cluster did not come up in 90 s.
+bench_start_cluster() {
+    CLUSTER_URL=
+    if ! timeout 90 "${SERVER_PIN[@]}" bash "$BENCH_HARNESS/cluster-env.sh" start \
+        "$BENCH_TMP/cluster" >"$BENCH_TMP/cluster.log" 2>&1; then
+        echo "bench: the cluster did not start; cluster row skipped:" \
+            "$(tail -n 1 "$BENCH_TMP/cluster.log")" >&2
+        return 0
+    fi
+    CLUSTER_URL=$(sed -n 's/^DLOCK_TEST_CLUSTER_URL=//p' "$BENCH_TMP/cluster/env")
 }
 
 # The Upstash REST gateway from tests/gateway, if built: sets GATEWAY_URL and GATEWAY_TOKEN,

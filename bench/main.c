@@ -17,7 +17,8 @@ enum mode_scope {
     ONCE_FIRST_REDIS, /* once, on the first URL that is not REST */
     EACH_URL,
     EACH_REST_URL,
-    EACH_REDIS_URL, /* every URL that is not REST */
+    EACH_REDIS_URL,   /* every URL that is not REST */
+    EACH_CLUSTER_URL, /* every Redis Cluster URL; no other mode runs on those */
 };
 
 /* The run order: memory first, on a fresh heap; then the CLI (it only reads a clock and
@@ -37,11 +38,26 @@ static const struct {
     {"restwait", mode_restwait, EACH_REST_URL},
     {"deadwaiter", mode_deadwaiter, EACH_REDIS_URL}, /* REST: test_rest_wait covers it */
     {"keys", mode_keys, EACH_REDIS_URL},             /* needs a raw client to fill the keyspace */
+    {"cluster", mode_cluster, EACH_CLUSTER_URL},
 };
 #define NMODES (sizeof modes / sizeof modes[0])
 
 static int is_rest(const char *url) {
     return strcmp(transport_of(url), "rest") == 0;
+}
+
+/* A redis:// URL whose server says cluster_enabled:1. */
+static int is_cluster(const char *url) {
+    redisContext *c = is_rest(url) ? NULL : raw_connect(url);
+    if (c == NULL) {
+        return 0;
+    }
+    const char *argv[] = {"INFO", "cluster"};
+    redisReply *r = raw_cmd(c, 2, argv);
+    int yes = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1") != NULL;
+    freeReplyObject(r);
+    redisFree(c);
+    return yes;
 }
 
 static void read_loadavg(char *buf, size_t n) {
@@ -71,12 +87,13 @@ static void run_once(bench *b, const char *first_redis) {
 static void run_each_url(bench *b) {
     for (int u = 0; u < b->cfg->nurls; u++) {
         const char *url = b->cfg->urls[u];
-        int rest = is_rest(url);
-        fprintf(stderr, "== %s (%s)\n", transport_of(url), url);
+        int rest = is_rest(url), cluster = is_cluster(url);
+        fprintf(stderr, "== %s (%s)\n", cluster ? "cluster" : transport_of(url), url);
         for (size_t m = 0; m < NMODES; m++) {
             enum mode_scope s = modes[m].scope;
-            int here =
-                s == EACH_URL || (s == EACH_REST_URL && rest) || (s == EACH_REDIS_URL && !rest);
+            int here = cluster ? s == EACH_CLUSTER_URL
+                               : s == EACH_URL || (s == EACH_REST_URL && rest) ||
+                                     (s == EACH_REDIS_URL && !rest);
             if (here && bench_list_has(b->cfg->modes, modes[m].name)) {
                 modes[m].run(b, url);
             }
@@ -101,7 +118,7 @@ int main(int argc, char **argv) {
 
     const char *first_redis = NULL;
     for (int u = 0; u < cfg.nurls && first_redis == NULL; u++) {
-        first_redis = is_rest(cfg.urls[u]) ? NULL : cfg.urls[u];
+        first_redis = is_rest(cfg.urls[u]) || is_cluster(cfg.urls[u]) ? NULL : cfg.urls[u];
     }
     run_once(&b, first_redis);
     run_each_url(&b);

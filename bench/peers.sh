@@ -5,6 +5,9 @@
 #   redlock           npm redlock 4 with ioredis (single instance)
 #   redis-py Lock     Debian's python3-redis
 #   @upstash/lock     with @upstash/redis, through the local Upstash REST gateway (tests/gateway)
+# and, over five private redis-servers (tests/harness/quorum-env.sh, as bench/quorum.sh starts
+# them), dlock's Redlock (BUILD/bench/dlock_bench_quorum) next to npm redlock 5 (node-redlock's
+# v5 line, installed as the alias redlock5) with ioredis.
 # npm packages go into BUILD/bench-peers (never the repository). A peer whose registry cannot be
 # reached, or whose gateway is not built, is reported as skipped. Prints a side-by-side table and
 # writes BUILD/bench-results/peers.json. BENCH_SECONDS (default 3) per peer.
@@ -61,16 +64,21 @@ echo "bench-peers: redis-server on port $REDIS_PORT; $SECS s per peer; $(nproc) 
 dlock_row "redis://127.0.0.1:$REDIS_PORT" "dlock"
 
 # npm peers: install once into BUILD/bench-peers.
+REDLOCK5=5.0.0-beta.2
 NPM_OK=0
 if command -v npm >/dev/null && command -v node >/dev/null; then
-    if [ -d "$PEERDIR/node_modules/redlock" ] && [ -d "$PEERDIR/node_modules/@upstash/lock" ]; then
+    # redlock 5 has only pre-releases (5.0.0-beta.2 is the v5 line's), so it is pinned, and
+    # aliased so that it sits beside redlock 4.
+    if [ -d "$PEERDIR/node_modules/redlock" ] && [ -d "$PEERDIR/node_modules/@upstash/lock" ] &&
+        [ -d "$PEERDIR/node_modules/redlock5" ]; then
         NPM_OK=1
     else
-        echo "bench-peers: npm install redlock@4 ioredis @upstash/lock @upstash/redis" \
-            "into $PEERDIR" >&2
+        echo "bench-peers: npm install redlock@4 redlock5@npm:redlock@$REDLOCK5 ioredis" \
+            "@upstash/lock @upstash/redis into $PEERDIR" >&2
         [ -f "$PEERDIR/package.json" ] || echo '{"private": true}' >"$PEERDIR/package.json"
         if (cd "$PEERDIR" && timeout 300 npm install --no-audit --no-fund --silent \
-            redlock@4 ioredis @upstash/lock @upstash/redis) >"$BENCH_TMP/npm.log" 2>&1; then
+            redlock@4 "redlock5@npm:redlock@$REDLOCK5" ioredis @upstash/lock @upstash/redis) \
+            >"$BENCH_TMP/npm.log" 2>&1; then
             NPM_OK=1
         fi
     fi
@@ -127,13 +135,57 @@ else
     add_row "@upstash/lock" REST "" "skipped: dlock_rest_gateway not built in $BUILD"
 fi
 
+# Redlock over five servers: dlock's (dlock_bench_quorum, which also measures the raw hiredis
+# parallel fan-out, its limit) and node-redlock 5's, on the same servers one after the other.
+# The servers run with appendfsync everysec like bench/quorum.sh's: the disk is not measured.
+QPORTS=()
+if DLOCK_QUORUM_FSYNC=everysec timeout 60 "${SERVER_PIN[@]}" bash "$BENCH_HARNESS/quorum-env.sh" \
+    start "$BENCH_TMP/quorum" >"$BENCH_TMP/quorum.log" 2>&1; then
+    for i in 1 2 3 4 5; do
+        QPORTS+=("$(sed -n "s/^DLOCK_Q${i}_PORT=//p" "$BENCH_TMP/quorum/env")")
+    done
+    echo "bench-peers: 5 Redlock servers on ports ${QPORTS[*]}" >&2
+fi
+QBIN=$BUILD/bench/dlock_bench_quorum
+if [ ${#QPORTS[@]} -ne 5 ]; then
+    add_row "dlock Redlock" N=5 "" \
+        "skipped: the 5 servers did not start: $(tail -n 1 "$BENCH_TMP/quorum.log")"
+elif [ ! -x "$QBIN" ]; then
+    add_row "dlock Redlock" N=5 "" "skipped: $QBIN not built"
+elif out=$(timeout 120 "${CLIENT_PIN[@]}" "$QBIN" "$SECS" "${QPORTS[@]}" 2>&1) &&
+    q=$(echo "$out" | tail -n 1 | jq -ce 'select(.dlock.ops > 0)' 2>/dev/null); then
+    ver=$(echo "${ROWS[0]}" | cut -d'|' -f3)
+    add_row "dlock Redlock" N=5 "$ver" \
+        "$(echo "$q" | jq -c '.dlock | {ops_per_s: .ops, p50_us, p99_us}')"
+    add_row "raw hiredis fan-out" N=5 "limit" \
+        "$(echo "$q" | jq -c '.raw_parallel | {ops_per_s: .ops, p50_us, p99_us}')"
+else
+    add_row "dlock Redlock" N=5 "" "skipped: $(echo "$out" | tail -n 1)"
+fi
+if [ ${#QPORTS[@]} -ne 5 ]; then
+    add_row "redlock 5 + ioredis" N=5 "" "skipped: the 5 servers did not start"
+elif [ "$NPM_OK" = 1 ]; then
+    if out=$(cd "$PEERDIR" && timeout 60 "${CLIENT_PIN[@]}" node redlock5_quorum.cjs "$SECS" \
+        "${QPORTS[@]}" 2>&1); then
+        add_row "redlock 5 + ioredis" N=5 "$(npm_version redlock5) / $(npm_version ioredis)" "$out"
+    else
+        add_row "redlock 5 + ioredis" N=5 "" "skipped: $(echo "$out" | tail -n 1)"
+    fi
+else
+    add_row "redlock 5 + ioredis" N=5 "" "skipped: npm registry unreachable or npm missing"
+fi
+
 # The table, and the JSON.
 DLOCK_TCP=$(echo "${ROWS[0]}" | cut -d'|' -f4- | jq -r '.ops_per_s // 0' 2>/dev/null || echo 0)
 DLOCK_REST=0
+DLOCK_Q=0
 for row in "${ROWS[@]}"; do
     IFS='|' read -r name tr ver data <<<"$row"
     if [ "$name" = dlock ] && [ "$tr" = REST ] && [ "${data#skipped}" = "$data" ]; then
         DLOCK_REST=$(echo "$data" | jq -r .ops_per_s)
+    fi
+    if [ "$name" = "dlock Redlock" ] && [ "${data#skipped}" = "$data" ]; then
+        DLOCK_Q=$(echo "$data" | jq -r .ops_per_s)
     fi
 done
 printf '\nacquire+release cycle, one client, one id, %s s each (%s CPUs, load %s)\n' "$SECS" \
@@ -151,15 +203,19 @@ for row in "${ROWS[@]}"; do
     fi
     base=$DLOCK_TCP
     [ "$tr" != REST ] || base=$DLOCK_REST
+    [ "$tr" != N=5 ] || base=$DLOCK_Q
     read -r ops p50 p99 p999 <<<"$(echo "$data" | jq -r '"\(.ops_per_s) \(.p50_us) \(.p99_us) \(.p999_us)"')"
     vs=$(awk -v a="$base" -v b="$ops" 'BEGIN { if (b > 0 && a > 0) printf "%.2fx", a / b }')
-    [ "$name" != dlock ] || vs=
-    printf '%-20s %-5s %-22s %10.0f %9.1f %9.1f %9.1f  %s\n' "$name" "$tr" "$ver" "$ops" "$p50" \
+    [ "$name" != dlock ] && [ "$name" != "dlock Redlock" ] || vs=
+    [ "$p999" = null ] || p999=$(printf '%.1f' "$p999") # dlock_bench_quorum has no p99.9
+    [ "$p999" != null ] || p999=-
+    printf '%-20s %-5s %-22s %10.0f %9.1f %9.1f %9s  %s\n' "$name" "$tr" "$ver" "$ops" "$p50" \
         "$p99" "$p999" "$vs"
     JSON+=$(echo "$data" | jq -c --arg n "$name" --arg t "$tr" --arg v "$ver" \
         '{peer: $n, transport: $t, version: $v, ops_per_s, p50_us, p99_us, p999_us, samples}'),
 done
 JSON="${JSON%,}]"
 echo "$JSON" | jq . >"$OUT/peers.json"
-echo "(\"dlock is\" = dlock ops/s / the peer's ops/s on the same transport)"
+echo "(\"dlock is\" = dlock ops/s / the peer's ops/s on the same transport; N=5: Redlock over" \
+    "five servers, dlock's Redlock against the others)"
 echo "bench-peers: JSON $OUT/peers.json" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh BUILD: `make bench`. Runs dlock_bench against a private redis-server over TCP and a
-# unix socket (and the REST gateway when tests/gateway has been built), next to raw hiredis and
-# redis-benchmark, then plots the latency curves. Bounded: about 2.5 minutes with the defaults.
+# unix socket (and the REST gateway when tests/gateway has been built), and through a Redis
+# Cluster's seed URL (tests/harness/cluster-env.sh), next to raw hiredis and redis-benchmark, then
+# plots the latency curves. Bounded: about 3 minutes with the defaults.
 #
 # Environment: BENCH_SECONDS (per measurement, default 2), BENCH_WORKERS (default 16),
 # BENCH_KEYS (default 1,1000,100000,1000000), BENCH_MODES (default all), BENCH_OUT (default
@@ -32,6 +33,11 @@ if [ -n "$GATEWAY_URL" ]; then
     ARGS+=(--url "$GATEWAY_URL" --rest-token "$GATEWAY_TOKEN")
 else
     echo "bench: REST transport skipped (dlock_rest_gateway not built in $BUILD)" >&2
+fi
+# The cluster row (mode cluster): its seed URL is one more --url.
+if [ -z "${BENCH_MODES:-}" ] || [[ ",$BENCH_MODES," == *,cluster,* ]]; then
+    bench_start_cluster
+    [ -z "$CLUSTER_URL" ] || ARGS+=(--url "$CLUSTER_URL")
 fi
 CLI=$(find "$BUILD" -maxdepth 3 -name dlock -type f -perm -u+x 2>/dev/null | head -n 1 || true)
 if [ -n "$CLI" ]; then
