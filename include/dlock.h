@@ -107,7 +107,9 @@ typedef struct dlock_client dlock_client;
 /* Negative timeouts or pool_size are DLOCK_EINVAL. */
 typedef struct dlock_client_options {
     int connect_timeout_ms;      /* deadline for connect + TLS + AUTH; 0 = 5000 */
-    int command_timeout_ms;      /* deadline for one command's round trip; 0 = 2000 */
+    int command_timeout_ms;      /* deadline for one command's round trip, including a new
+                                    connection it needs (which also keeps connect_timeout_ms);
+                                    0 = 2000 */
     const char *username;        /* ACL user; overrides the URL's; NULL = from URL / "default" */
     const char *password;        /* overrides the URL's; NULL = from URL / none. Never printed. */
     const char *tls_ca_file;     /* PEM CA bundle for rediss://; NULL = system default store */

@@ -25,6 +25,14 @@ void dlock__set_deadline_cap(int64_t cap) {
     deadline_cap = cap;
 }
 
+int64_t dlock__tighten_deadline_cap(int64_t by) {
+    int64_t prev = deadline_cap;
+    if (prev == 0 || by < prev) {
+        deadline_cap = by;
+    }
+    return prev;
+}
+
 void dlock__cond_init_monotonic(pthread_cond_t *cv) {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -39,6 +39,10 @@ int64_t dlock__deadline_in(int64_t ms);
 /* Caps every deadline of the calling thread's dlock calls at `cap` (monotonic ms); 0 = no cap.
  * The renewal thread uses it so that no renewal outlives the lease it tries to save. */
 void dlock__set_deadline_cap(int64_t cap);
+/* Lowers the calling thread's cap to `by` if that is sooner, and returns the cap it replaced, for
+ * dlock__set_deadline_cap to put back: nested bounds (a renewal's lease end, then a command's
+ * deadline) keep the tighter one. */
+int64_t dlock__tighten_deadline_cap(int64_t by);
 /* Initialises a condition variable whose timed waits use the monotonic clock. */
 void dlock__cond_init_monotonic(pthread_cond_t *cv);
 /* Waits on cv (mu held) until signalled or until the monotonic time `until_ms`. */
@@ -252,8 +256,10 @@ void dlock__node_free(dlock__node *n);
 const char *dlock__node_host(const dlock__node *n);
 int dlock__node_port(const dlock__node *n);
 const char *dlock__node_display(const dlock__node *n);
-/* Runs count pipelined commands on a pooled connection before deadline. On failure the
- * connection is dropped and the message names the node. Thread-safe. */
+/* Runs count pipelined commands on a pooled connection before deadline. A new connection it
+ * needs is made before that deadline too (and within connect_timeout_ms), so a server that
+ * accepts but does not answer, or a host that drops packets, costs no more than the command's
+ * deadline. On failure the connection is dropped and the message names the node. Thread-safe. */
 int dlock__node_exec(dlock__node *n, const dlock__cmd *cmds, size_t count, dlock__reply *replies,
                      int64_t deadline, int *sent);
 /* A new connection of the node's own, outside the pool (for a subscription). */

@@ -97,8 +97,21 @@ int dlock__node_connect(dlock__node *n, dlock__conn **out) {
     return n->tp->connect(&n->cfg, out);
 }
 
-/* Takes an idle connection that still looks healthy, or opens a new one. */
-static int borrow(dlock__node *n, dlock__conn **out) {
+/* Opens a connection before `deadline` as well as within connect_timeout_ms. */
+static int connect_by(dlock__node *n, int64_t deadline, dlock__conn **out) {
+    int tighter = deadline < dlock__deadline_in(n->cfg.connect_timeout_ms);
+    int64_t prev = dlock__tighten_deadline_cap(deadline);
+    int rc = n->tp->connect(&n->cfg, out);
+    dlock__set_deadline_cap(prev);
+    if (rc == DLOCK_ETIMEDOUT && tighter) {
+        /* The transport's message names connect_timeout_ms, which is not what ran out. */
+        return dlock__err(rc, "%s: no connection before the command's deadline", n->cfg.display);
+    }
+    return rc;
+}
+
+/* Takes an idle connection that still looks healthy, or opens a new one before deadline. */
+static int borrow(dlock__node *n, int64_t deadline, dlock__conn **out) {
     for (;;) {
         dlock__conn *conn = NULL;
         pthread_mutex_lock(&n->mu);
@@ -107,7 +120,7 @@ static int borrow(dlock__node *n, dlock__conn **out) {
         }
         pthread_mutex_unlock(&n->mu);
         if (conn == NULL) {
-            return n->tp->connect(&n->cfg, out);
+            return connect_by(n, deadline, out);
         }
         if (n->tp->alive(conn)) {
             *out = conn;
@@ -133,7 +146,7 @@ int dlock__node_exec(dlock__node *n, const dlock__cmd *cmds, size_t count, dlock
                      int64_t deadline, int *sent) {
     *sent = 0;
     dlock__conn *conn;
-    int rc = borrow(n, &conn);
+    int rc = borrow(n, deadline, &conn);
     if (rc != DLOCK_OK) {
         return rc; /* connect already named the server */
     }

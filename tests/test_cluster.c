@@ -660,6 +660,41 @@ static int node_of_port(int port) {
     return 0;
 }
 
+static pid_t pid_of_port(int port) {
+    char key[64];
+    snprintf(key, sizeof key, "DLOCK_TEST_CLUSTER_PID_FILE_%d", node_of_port(port));
+    pid_t pid = dlt_read_pid(dlt_env_require(key));
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* A master that is up but does not answer (SIGSTOP: the kernel still accepts connections): the
+ * first command to it needs a new connection, whose handshake must end at the command's
+ * deadline, not at connect_timeout_ms. The pause stays short of cluster-node-timeout, so no
+ * failover starts. */
+static void test_paused_master_costs_the_command_deadline(void **state) {
+    (void)state;
+    dlock_client_options o = {.command_timeout_ms = 300, .connect_timeout_ms = 1500};
+    dlock_client *c = dlt_open(dlt_env_require("DLOCK_TEST_CLUSTER_URL"), &o);
+    int victim = other_master(node_port(1));
+    dlock_lock *l = dlt_lock_new(c, id_on(victim, "paused"), NULL);
+    pid_t pid = pid_of_port(victim);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int64_t start = dlt_now_ms();
+    int rc = dlock_lock_acquire(l, NULL);
+    int64_t took = dlt_now_ms() - start;
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    print_message("acquire on a paused master: %d after %lld ms\n", rc, (long long)took);
+    dlt_assert_rc(rc, DLOCK_ETIMEDOUT);
+    assert_true(dlt_contains(dlock_errmsg(), "deadline"));
+    assert_true(took < dlt_slow(1000));
+    /* Once it answers again, so does the lock. */
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    dlock_lock_free(l);
+    dlock_client_close(c);
+}
+
 /* kill -9 of a master (not the URL's node): its replica takes over after cluster-node-timeout,
  * and the same client, and a new one on the same URL, work again within seconds. The killed
  * node is started again and rejoins as a replica. */
@@ -677,10 +712,7 @@ static void test_failover(void **state) {
     dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
 
     int n = node_of_port(victim);
-    char key[64];
-    snprintf(key, sizeof key, "DLOCK_TEST_CLUSTER_PID_FILE_%d", n);
-    pid_t pid = dlt_read_pid(dlt_env_require(key));
-    assert_true(pid > 0);
+    pid_t pid = pid_of_port(victim);
     assert_int_equal(kill(pid, SIGKILL), 0);
     int64_t start = dlt_now_ms();
     int rc;
@@ -706,6 +738,7 @@ static void test_failover(void **state) {
     dlock_client_close(c2);
     dlock_client_close(c);
 
+    char key[64];
     snprintf(key, sizeof key, "DLOCK_TEST_CLUSTER_CONF_%d", n);
     const char *argv[] = {"redis-server", dlt_env_require(key), NULL};
     assert_int_equal(dlt_run(argv, 10000), 0);
@@ -726,6 +759,7 @@ int main(void) {
         cmocka_unit_test(test_wait_handoff),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_clusterdown),
+        cmocka_unit_test(test_paused_master_costs_the_command_deadline),
         cmocka_unit_test(test_failover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
