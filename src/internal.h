@@ -291,12 +291,31 @@ dlock__node *dlock__cluster_follow(dlock__cluster *cl, const dlock__reply *redir
 /* Re-reads the slot map unless that was done moments ago. */
 void dlock__cluster_refresh(dlock__cluster *cl, int64_t deadline);
 
+/* ---- sentinel_watch.c: +switch-master, heard on a thread of its own ---- */
+
+typedef struct dlock__switch_watch dlock__switch_watch;
+/* Called on the watch's thread: the master named cfg->url.master_name is now host:port; or, with
+ * host NULL, a switch may have been missed (the watch had to subscribe again). */
+typedef void (*dlock__switch_fn)(void *arg, const char *host, int port);
+
+/* Subscribes to +switch-master on each of the n sentinels (a thread each, subscribing again after
+ * a broken connection) and calls on_switch, from those threads, for each switch of cfg's master
+ * until stopped; the same switch is usually heard from several. sentinels, cfg and arg must
+ * outlive the watch. *out stays NULL (and DLOCK_OK is returned) for a transport that cannot
+ * subscribe. */
+int dlock__switch_watch_start(dlock__node *const *sentinels, size_t n, const dlock__transport *tp,
+                              const dlock__config *cfg, dlock__switch_fn on_switch, void *arg,
+                              dlock__switch_watch **out);
+/* Stops the thread (within about 100 ms, or a connect in progress) and frees the watch. */
+void dlock__switch_watch_stop(dlock__switch_watch *w);
+
 /* ---- sentinel.c: the master of a Sentinel group ---- */
 
 typedef struct dlock__sentinel dlock__sentinel;
 
 /* Asks cfg's sentinels (url.host and url.extra) for the master named url.master_name and
- * confirms it with ROLE, within the connect deadline. */
+ * confirms it with ROLE, within the connect deadline; then listens for +switch-master
+ * (sentinel_watch.c) so that a failover moves the client at once. */
 int dlock__sentinel_new(const dlock__config *cfg, const dlock__transport *tp, int pool_size,
                         dlock__sentinel **out);
 void dlock__sentinel_free(dlock__sentinel *s);

@@ -8,6 +8,9 @@
  * a command that cannot have run (nothing sent, or refused as READONLY) is then sent again to
  * the new master while the deadline allows.
  *
+ * The master also moves as soon as a sentinel announces +switch-master (sentinel_watch.c): the
+ * old master would go on taking writes, without an error, until the sentinels demote it.
+ *
  * Masters are never freed before the client: a thread may still use one that was replaced. */
 #include "fmacros.h"
 
@@ -33,6 +36,7 @@ struct dlock__sentinel {
     dlock__node **all; /* every master node made, freed at close */
     size_t nall, cap;
     int64_t last_resolve;
+    dlock__switch_watch *watch;
 };
 
 static int is_str(const dlock__reply *r, const char *s) {
@@ -125,14 +129,20 @@ static int ask(dlock__sentinel *s, size_t k, int64_t deadline, dlock__node **out
     return DLOCK_OK;
 }
 
+/* How much a sentinel's failure says about the cause when none answered: a rejected credential
+ * or certificate is the operator's to fix and outranks a sentinel that is down. */
+static int failure_rank(int rc) {
+    return rc == DLOCK_EAUTH ? 3 : rc == DLOCK_ETLS ? 2 : rc == DLOCK_ETIMEDOUT ? 1 : 0;
+}
+
 /* Asks the sentinels in turn until one names a confirmed master. */
 static int resolve(dlock__sentinel *s, int64_t deadline) {
     pthread_mutex_lock(&s->mu);
     size_t start = s->preferred;
     s->last_resolve = dlock__now_ms();
     pthread_mutex_unlock(&s->mu);
-    int rc = DLOCK_ECONNECT, reachable = 0;
-    char first[512] = "";
+    int rc = DLOCK_ECONNECT, reachable = 0, worst = DLOCK_ECONNECT, timeouts = 0, tried = 0;
+    char first[512] = "", unreached[512] = "";
     for (size_t i = 0; i < s->nsentinels && dlock__now_ms() < deadline; i++) {
         size_t k = (start + i) % s->nsentinels;
         dlock__node *m = NULL;
@@ -148,11 +158,24 @@ static int resolve(dlock__sentinel *s, int64_t deadline) {
         if (first[0] == '\0' || (reachable == 1 && answered)) {
             snprintf(first, sizeof first, "%s", dlock_errmsg());
         }
+        if (!answered) {
+            tried++;
+            timeouts += rc == DLOCK_ETIMEDOUT;
+            if (unreached[0] == '\0' || failure_rank(rc) > failure_rank(worst)) {
+                worst = rc;
+                snprintf(unreached, sizeof unreached, "%s", dlock_errmsg());
+            }
+        }
     }
     if (reachable == 0) {
-        return dlock__err(rc == DLOCK_ETIMEDOUT ? rc : DLOCK_ECONNECT,
-                          "%s: no sentinel answered (%zu tried; %s)", s->cfg->display,
-                          s->nsentinels, first);
+        /* One refused our password or certificate: that is the cause to name. All timed out (or
+         * the deadline left no time to try): ETIMEDOUT. Otherwise they are down. */
+        int code = failure_rank(worst) >= 2 ? worst
+                   : timeouts == tried      ? DLOCK_ETIMEDOUT
+                                            : DLOCK_ECONNECT;
+        return dlock__err(code, "%s: no sentinel answered (%zu tried; %s)", s->cfg->display,
+                          s->nsentinels,
+                          tried > 0 ? unreached : "no time left before the deadline");
     }
     return dlock__err(rc, "%s: no master found (%s)", s->cfg->display, first);
 }
@@ -166,6 +189,21 @@ static void resolve_soon(dlock__sentinel *s, int64_t deadline) {
         snprintf(saved, sizeof saved, "%s", dlock_errmsg());
         (void)resolve(s, deadline);
         dlock__err(0, "%s", saved);
+    }
+}
+
+/* The watch's news: the new master, or (host NULL) a reason to ask the sentinels again. */
+static void on_switch(void *arg, const char *host, int port) {
+    dlock__sentinel *s = arg;
+    if (host == NULL) {
+        (void)resolve(s, dlock__deadline_in(s->cfg->connect_timeout_ms));
+        return;
+    }
+    dlock__node *m = master_node(s, host, port);
+    if (m != NULL) {
+        pthread_mutex_lock(&s->mu);
+        s->master = m;
+        pthread_mutex_unlock(&s->mu);
     }
 }
 
@@ -201,6 +239,10 @@ int dlock__sentinel_new(const dlock__config *cfg, const dlock__transport *tp, in
     if (rc == DLOCK_OK) {
         rc = resolve(s, dlock__deadline_in(cfg->connect_timeout_ms));
     }
+    if (rc == DLOCK_OK) {
+        rc = dlock__switch_watch_start(s->sentinels, s->nsentinels, tp, &s->scfg, on_switch, s,
+                                       &s->watch);
+    }
     if (rc != DLOCK_OK) {
         dlock__sentinel_free(s);
         return rc;
@@ -213,6 +255,7 @@ void dlock__sentinel_free(dlock__sentinel *s) {
     if (s == NULL) {
         return;
     }
+    dlock__switch_watch_stop(s->watch); /* first: it uses the nodes */
     for (size_t i = 0; i < s->nsentinels; i++) {
         dlock__node_free(s->sentinels[i]);
     }

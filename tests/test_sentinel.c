@@ -176,6 +176,58 @@ static void wait_replica(int port, int64_t limit_ms) {
     }
 }
 
+/* 1 when every sentinel names a master other than old. */
+static int all_moved_from(int old) {
+    for (int n = 1; n <= 3; n++) {
+        int p = master_port(n);
+        if (p == old || p == 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* SENTINEL FAILOVER leaves the old master taking writes until the sentinels next look at it (up
+ * to 10 s). A client that waited for an error would lock there all that while, beside clients
+ * already on the new master; dlock hears +switch-master and moves at once, so a lock taken right
+ * after the switch is on the new master. */
+static void test_switch_moves_client_at_once(void **state) {
+    (void)state;
+    dlock_client *c = dlt_open(url(), NULL);
+    roundtrip(c); /* a pooled connection to the old master, still healthy after the switch */
+    int old = master_port(1);
+    redisContext *s = dlt_raw_connect(sentinel_port(1), NULL);
+    redisReply *r =
+        dlt_raw_cmd(s, "SENTINEL FAILOVER %s", dlt_env_require("DLOCK_TEST_SENTINEL_MASTER"));
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    redisFree(s);
+    int64_t until = dlt_now_ms() + dlt_slow(15000);
+    while (!all_moved_from(old)) {
+        assert_true(dlt_now_ms() < until);
+        dlt_sleep_ms(50);
+    }
+    int now = master_port(1);
+    dlt_sleep_ms(200); /* the +switch-master messages' way to the client */
+    char *role = role_of(old);
+    print_message("after the switch %d -> %d the old master is still a %s\n", old, now,
+                  role != NULL ? role : "(no answer)");
+    free(role);
+
+    const char *id = dlt_id("switched");
+    dlock_lock *l = dlt_lock_new(c, id, NULL);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    redisContext *raw = dlt_raw_connect(now, NULL);
+    char *v = dlt_raw_get(raw, id, strlen(id), NULL);
+    assert_non_null(v); /* on the new master, where every other client looks */
+    free(v);
+    redisFree(raw);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    dlock_lock_free(l);
+    wait_replica(old, dlt_slow(15000));
+    dlock_client_close(c);
+}
+
 /* SENTINEL FAILOVER: a graceful switch. Once the old master is a replica, it answers writes with
  * READONLY; the client asks the sentinels again and carries on, on the new master, and a lock
  * held across the switch can still be released (the promoted replica had it). Until the
@@ -483,6 +535,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_master_name),
         cmocka_unit_test(test_wait_replicas),
         cmocka_unit_test(test_failover_loses_unwaited_lock),
+        cmocka_unit_test(test_switch_moves_client_at_once),
         cmocka_unit_test(test_forced_failover),
         cmocka_unit_test(test_master_killed),
     };
