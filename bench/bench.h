@@ -170,6 +170,9 @@ void raw_new_token(raw_ctx *x);
 int raw_set_nx(raw_ctx *x, const char *key);
 void raw_release(raw_ctx *x, const char *key);
 int step_raw_ping(void *ctx, int phase);
+/* The cycle the library is measured against: phase 0 SET NX PX with a new token, phase 1 the
+ * release script (ctx: raw_ctx). */
+int step_raw_cycle(void *ctx, int phase);
 
 /* ---- The library (lib.c) --------------------------------------------------------------------
  */
@@ -185,6 +188,8 @@ typedef struct lib_ctx {
 
 dlock_client *lib_open(const bench_config *cfg, const char *url, int pool);
 void lib_check(int rc, const char *what); /* dies if rc < 0 */
+/* Phase 0 dlock_lock_acquire, phase 1 dlock_lock_release of x->l (ctx: lib_ctx). */
+int step_lib_cycle(void *ctx, int phase);
 
 /* ---- The timed loop (loop.c) ----------------------------------------------------------------
  */

@@ -18,3 +18,14 @@ void lib_check(int rc, const char *what) {
         die("%s: %s: %s", what, dlock_strerror(rc), dlock_errmsg());
     }
 }
+
+int step_lib_cycle(void *ctx, int phase) {
+    lib_ctx *x = ctx;
+    int rc = phase == 0 ? dlock_lock_acquire(x->l, &x->ao) : dlock_lock_release(x->l);
+    if (rc != DLOCK_OK) {
+        fprintf(stderr, "%s: %s %s\n", phase == 0 ? "acquire" : "release", dlock_strerror(rc),
+                dlock_errmsg());
+        return 1;
+    }
+    return 0;
+}

@@ -71,36 +71,11 @@ static redisContext *connect_owner(const cl_owner *o) {
 
 /* ---- the uncontended cycle ---- */
 
-static int step_raw(void *ctx, int phase) {
-    raw_ctx *x = ctx;
-    if (phase == 0) {
-        raw_new_token(x);
-        if (!raw_set_nx(x, x->key)) {
-            fprintf(stderr, "raw SET NX: key %s is taken\n", x->key);
-            return 1;
-        }
-    } else {
-        raw_release(x, x->key);
-    }
-    return 0;
-}
-
-static int step_lib(void *ctx, int phase) {
-    lib_ctx *x = ctx;
-    int rc = phase == 0 ? dlock_lock_acquire(x->l, &x->ao) : dlock_lock_release(x->l);
-    if (rc != DLOCK_OK) {
-        fprintf(stderr, "cluster %s: %s %s\n", phase == 0 ? "acquire" : "release",
-                dlock_strerror(rc), dlock_errmsg());
-        return 1;
-    }
-    return 0;
-}
-
 /* Did the library's release run on the owner, as the script the raw limit sends? */
 static int ran_on_owner(redisContext *owner, raw_ctx *rx, lib_ctx *lx) {
     const char *flush[] = {"SCRIPT", "FLUSH"}, *ex[] = {"SCRIPT", "EXISTS", rx->sha_release};
     raw_do(owner, 2, flush);
-    int ok = step_lib(lx, 0) == 0 && step_lib(lx, 1) == 0;
+    int ok = step_lib_cycle(lx, 0) == 0 && step_lib_cycle(lx, 1) == 0;
     redisReply *e = raw_cmd(owner, 3, ex);
     ok &= e->type == REDIS_REPLY_ARRAY && e->elements == 1 && e->element[0]->integer == 1;
     freeReplyObject(e);
@@ -124,7 +99,7 @@ static void cluster_cycle(bench *b, const char *url, redisContext *seed, int see
     lx.c = lib_open(b->cfg, url, 0);
     lib_check(dlock_lock_new(&lx.l, lx.c, o.key, NULL), "lock_new");
     lx.ao.attempts = 1;
-    run_pair(step_raw, &rx, &ro, step_lib, &lx, &lo, 2, 2 * b->cfg->secs);
+    run_pair(step_raw_cycle, &rx, &ro, step_lib_cycle, &lx, &lo, 2, 2 * b->cfg->secs);
     report_loop(b->res, "cluster", "cycle", "acquire+release", "raw", &ro, 2, cl_phases);
     save_series(b->res, &ro.total, "cycle_cluster_raw", "cluster raw hiredis to the owner", 0);
     loop_free(&ro);

@@ -7,31 +7,6 @@
 
 static const char *const cycle_phases[] = {"acquire (SET NX PX)", "release (EVALSHA)"};
 
-static int step_raw_cycle(void *ctx, int phase) {
-    raw_ctx *x = ctx;
-    if (phase == 0) {
-        raw_new_token(x);
-        if (!raw_set_nx(x, x->key)) {
-            fprintf(stderr, "raw SET NX: key %s is taken\n", x->key);
-            return 1;
-        }
-    } else {
-        raw_release(x, x->key);
-    }
-    return 0;
-}
-
-static int step_lib_cycle(void *ctx, int phase) {
-    lib_ctx *x = ctx;
-    int rc = phase == 0 ? dlock_lock_acquire(x->l, &x->ao) : dlock_lock_release(x->l);
-    if (rc != DLOCK_OK) {
-        fprintf(stderr, "%s: %s %s\n", phase == 0 ? "acquire" : "release", dlock_strerror(rc),
-                dlock_errmsg());
-        return 1;
-    }
-    return 0;
-}
-
 /* Did the library run the very release script the raw limit sends? */
 static int same_release_script(redisContext *rc, raw_ctx *rx, lib_ctx *lx) {
     const char *flush[] = {"SCRIPT", "FLUSH"}, *ex[] = {"SCRIPT", "EXISTS", rx->sha_release};

@@ -190,3 +190,17 @@ int step_raw_ping(void *ctx, int phase) {
     raw_do(x->c, 1, argv);
     return 0;
 }
+
+int step_raw_cycle(void *ctx, int phase) {
+    raw_ctx *x = ctx;
+    if (phase == 0) {
+        raw_new_token(x);
+        if (!raw_set_nx(x, x->key)) {
+            fprintf(stderr, "raw SET NX: key %s is taken\n", x->key);
+            return 1;
+        }
+    } else {
+        raw_release(x, x->key);
+    }
+    return 0;
+}
