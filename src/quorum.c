@@ -64,7 +64,8 @@ typedef struct qmember {
     pthread_cond_t cv;
     qjob *head, *tail;
     int stop;
-    atomic_int busy; /* jobs queued to or running on the worker */
+    atomic_int busy;              /* jobs queued to or running on the worker */
+    atomic_long polled, threaded; /* its requests by the way they went (dlock__quorum_paths) */
 } qmember;
 
 struct dlock__quorum {
@@ -74,8 +75,7 @@ struct dlock__quorum {
     pthread_mutex_t mu; /* guards `opened`, `refs` and the members' open results */
     pthread_cond_t cv;
     int opened;
-    int refs;                     /* the owner + each live worker: the last one out frees */
-    atomic_long polled, threaded; /* member requests by the way they went (dlock__quorum_paths) */
+    int refs; /* the owner + each live worker: the last one out frees */
     qmember m[DLOCK_QUORUM_MAX];
 };
 
@@ -254,9 +254,15 @@ int64_t dlock__quorum_timeout(const dlock__quorum *q, int64_t lease_ms) {
                                              : t;
 }
 
-void dlock__quorum_paths(const dlock_client *c, long *polled, long *threaded) {
-    *polled = atomic_load(&c->quorum->polled);
-    *threaded = atomic_load(&c->quorum->threaded);
+void dlock__quorum_paths(const dlock_client *c, int i, long *polled, long *threaded) {
+    const dlock__quorum *q = c->quorum;
+    *polled = *threaded = 0;
+    for (int k = 0; k < q->n; k++) {
+        if (i < 0 || k == i) {
+            *polled += atomic_load(&q->m[k].polled);
+            *threaded += atomic_load(&q->m[k].threaded);
+        }
+    }
 }
 
 /* The thread-path part of a round: a copy of the request (a silent member's worker may read it
@@ -405,9 +411,11 @@ int dlock__qfanout(dlock__quorum *q, const dlock__qreq *req, const int *targets,
         if (clients[i] != NULL && atomic_load(&q->m[i].busy) == 0 &&
             dlock__qpoll_take(&p, i, clients[i])) {
             npoll++;
+            atomic_fetch_add(&q->m[i].polled, 1);
         } else {
             threaded[i] = 1;
             nthread++;
+            atomic_fetch_add(&q->m[i].threaded, 1);
         }
     }
     t->sent_at = dlock__now_ms();
@@ -432,8 +440,6 @@ int dlock__qfanout(dlock__quorum *q, const dlock__qreq *req, const int *targets,
         }
     }
     dlock__qpoll_send(&p, deadline);
-    atomic_fetch_add(&q->polled, npoll);
-    atomic_fetch_add(&q->threaded, nthread);
     int was_decided = wait_round(&p, r, need_yes, need_no, deadline);
     collect(q, &p, r, targets, was_decided, timeout_ms, t);
     dlock__qpoll_end(&p);

@@ -61,9 +61,9 @@ int dlock__quorum_size(const dlock__quorum *q);
 /* The per-member timeout used for a request about a lease of `lease_ms`. */
 int64_t dlock__quorum_timeout(const dlock__quorum *q, int64_t lease_ms);
 
-/* How many member requests of client c (a quorum client) went the poll path and how many a
- * member's thread, since open: for the tests, which check that the fast path is the one taken. */
-void dlock__quorum_paths(const dlock_client *c, long *polled, long *threaded);
+/* How many requests to member i (-1: all members) of quorum client c went the poll path and how
+ * many the member's thread, since open: for the tests, which check which path was taken. */
+void dlock__quorum_paths(const dlock_client *c, int i, long *polled, long *threaded);
 
 /* ---- quorum_op.c: what a request asks one member, and how its answer reads ---- */
 
