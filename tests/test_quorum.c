@@ -7,6 +7,7 @@
 #include "quorum_impl.h" /* dlock__quorum_paths: which way each member request went */
 #include "support.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -760,6 +761,63 @@ static void test_wait_polls(void **unused) {
     dlock_client_close(c);
 }
 
+/* Threads sharing one quorum client run their calls at once (each takes its own pooled
+ * connection to every server, or goes to a server's thread when there is none yet). */
+typedef struct sharer {
+    dlock_client *c;
+    int k, cycles, failures;
+    char msg[256];
+} sharer;
+
+static void *share_main(void *arg) {
+    sharer *s = arg;
+    dlock_lock_options lo = {.attempts = 1, .fencing = s->k % 2};
+    char id[96];
+    snprintf(id, sizeof id, "%s", dlt_id("q-share"));
+    dlock_lock *l = NULL;
+    if (dlock_lock_new(&l, s->c, id, &lo) != DLOCK_OK) {
+        s->failures = s->cycles;
+        return NULL;
+    }
+    for (int i = 0; i < s->cycles; i++) {
+        int rc = dlock_lock_acquire(l, NULL);
+        if (rc == DLOCK_OK) {
+            rc = dlock_lock_release(l);
+        }
+        if (rc != DLOCK_OK && s->failures++ == 0) {
+            snprintf(s->msg, sizeof s->msg, "%s: %s", dlock_strerror(rc), dlock_errmsg());
+        }
+    }
+    dlock_lock_free(l);
+    return NULL;
+}
+
+static void test_threads_share_client(void **unused) {
+    (void)unused;
+    dlock_client *c = q_open(NULL);
+    enum { THREADS = 4 };
+    sharer s[THREADS];
+    pthread_t t[THREADS];
+    for (int k = 0; k < THREADS; k++) {
+        s[k] = (sharer){.c = c, .k = k, .cycles = (int)(dlt_slow(1) > 1 ? 20 : 200)};
+        assert_int_equal(pthread_create(&t[k], NULL, share_main, &s[k]), 0);
+    }
+    for (int k = 0; k < THREADS; k++) {
+        pthread_join(t[k], NULL);
+    }
+    for (int k = 0; k < THREADS; k++) {
+        if (s[k].failures != 0) {
+            fail_msg("thread %d: %d of %d cycles failed, the first: %s", k, s[k].failures,
+                     s[k].cycles, s[k].msg);
+        }
+    }
+    long threaded, p = polled(c, &threaded);
+    print_message("%ld member requests on the poll path, %ld on the servers' threads\n", p,
+                  threaded);
+    assert_true(p > 0);
+    dlock_client_close(c);
+}
+
 /* ---- members of every kind (issue 12): `test_quorum members` ---- */
 
 /* 1 if the member (a client of its own) holds id with token (NULL: with any token). */
@@ -903,6 +961,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_late_reply_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_after_member_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_cut_midway, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_share_client, setup, teardown),
     };
     const struct CMUnitTest members[] = {
         cmocka_unit_test_setup_teardown(test_members_of_every_kind, setup, teardown),
