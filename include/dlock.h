@@ -184,8 +184,11 @@ DLOCK_API void dlock_client_close(dlock_client *client);
 /* Opens a client over n independent Redis servers (masters that do not replicate to each other)
  * whose locks are Redlocks (redis.io, "Distributed locks with Redis"): a lock is held when a
  * majority Q = n/2 + 1 of the servers hold its key. Each URL is any URL dlock_client_open takes
- * (TCP, TLS, unix, Upstash REST), and `options` apply to every server; each server becomes an
- * ordinary client inside. A request goes to all n servers at once, so it costs the round trip of
+ * (TCP, TLS, unix, Upstash REST, a Redis Cluster node or seed list, a Sentinel group), and
+ * `options` apply to every server; each server becomes an ordinary client inside. A Cluster or
+ * Sentinel member counts as one server: it sends the id's keys to its own master, following its
+ * redirects and failovers (a failover inside it may lose that member's key, which then counts
+ * as that member's loss). A request goes to all n servers at once, so it costs the round trip of
  * the slowest server whose answer is needed, and it is decided as soon as the answers decide it;
  * a server that does not answer within quorum_timeout_ms counts as failed, and nobody waits for
  * it any longer. The calling thread itself writes the request to each server's connection and
