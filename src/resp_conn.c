@@ -666,9 +666,13 @@ static int settle(dlock__conn *c) {
 }
 
 static int resp_alive(dlock__conn *c) {
-    if (c->owed > 0 && (!settle(c) || c->owed > 0)) {
-        /* Broken, or a reply still on its way, which the next request's read drops. */
-        return c->owed > 0;
+    if (c->owed > 0) {
+        if (!settle(c)) {
+            return 0;
+        }
+        if (c->owed > 0) {
+            return 1; /* a reply still on its way, which the next request's read drops */
+        }
     }
     if (stray_bytes(c)) {
         return 0;

@@ -365,6 +365,19 @@ static void test_late_reply_is_dropped(void **unused) {
         q_up(4);
         dlt_sleep_ms(50);
     }
+    /* The connection with the late reply breaks before the next request: that request finds it
+     * dead (not merely busy) and reconnects on server 1's thread, so its answer still counts. */
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    long t0, t1;
+    polled_i(c, 0, &t0);
+    dlt_proxy_cut_all(px);
+    dlt_sleep_ms(100);
+    q_pause(3);
+    q_pause(4);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    polled_i(c, 0, &t1);
+    assert_int_equal(t1, t0 + 1);
+    assert_null(key_on(0, id));
     dlock_lock_free(l);
     dlock_client_close(c);
     dlt_proxy_stop(px);
