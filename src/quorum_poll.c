@@ -45,7 +45,7 @@ int dlock__qpoll_take(dlock__qpoll *p, int i, dlock_client *c) {
 }
 
 /* The member has its outcome: rc (1 yes, 0 no, < 0 an error with the thread's message). */
-static void settle(dlock__qpoll *p, dlock__qcall *k, int rc) {
+static void outcome(dlock__qpoll *p, dlock__qcall *k, int rc) {
     k->res.rc = rc;
     if (rc < 0) {
         snprintf(k->res.msg, sizeof k->res.msg, "%s", dlock_errmsg());
@@ -60,7 +60,7 @@ static void settle(dlock__qpoll *p, dlock__qcall *k, int rc) {
 static void broken(dlock__qpoll *p, dlock__qcall *k, int rc) {
     k->tp->close(k->conn);
     k->conn = NULL;
-    settle(p, k, dlock__err_prefix(rc, "%s", dlock__node_display(k->node)));
+    outcome(p, k, dlock__err_prefix(rc, "%s", dlock__node_display(k->node)));
 }
 
 static int send_op(dlock__qcall *k, const dlock__qreq *req) {
@@ -87,7 +87,7 @@ void dlock__qpoll_send(dlock__qpoll *p, int64_t deadline) {
             /* The caller's cap has passed (a renewal at the end of its lease): too late. */
             dlock__node_give_back(k->node, k->conn);
             k->conn = NULL;
-            settle(p, k, dlock__err(DLOCK_ETIMEDOUT, "not sent"));
+            outcome(p, k, dlock__err(DLOCK_ETIMEDOUT, "not sent"));
             continue;
         }
         int rc = send_op(k, p->req);
@@ -124,7 +124,7 @@ static void step(dlock__qpoll *p, dlock__qcall *k) {
         /* One reply per request, whatever it said: the connection is in step, and idle. */
         dlock__node_give_back(k->node, k->conn);
         k->conn = NULL;
-        settle(p, k, rc);
+        outcome(p, k, rc);
         return;
     }
 }
@@ -132,7 +132,8 @@ static void step(dlock__qpoll *p, dlock__qcall *k) {
 static void expire(dlock__qpoll *p, dlock__qcall *k) {
     k->tp->close(k->conn); /* its reply may still come: never reuse it */
     k->conn = NULL;
-    settle(p, k, dlock__err(DLOCK_ETIMEDOUT, "%s: no reply in time", dlock__node_display(k->node)));
+    outcome(p, k,
+            dlock__err(DLOCK_ETIMEDOUT, "%s: no reply in time", dlock__node_display(k->node)));
 }
 
 int dlock__qpoll_wait(dlock__qpoll *p, int wake_fd, int64_t until) {
