@@ -2,12 +2,13 @@
 # bench/run.sh BUILD: `make bench`. Runs dlock_bench against a private redis-server over TCP and a
 # unix socket (and the REST gateway when tests/gateway has been built), and through a Redis
 # Cluster's seed URL (tests/harness/cluster-env.sh), next to raw hiredis and redis-benchmark, then
-# plots the latency curves. Bounded: about 3 minutes with the defaults.
+# the Redlock benchmark over five more servers (bench/quorum.sh), then plots the latency curves.
+# Bounded: about 3.5 minutes with the defaults.
 #
 # Environment: BENCH_SECONDS (per measurement, default 2), BENCH_WORKERS (default 16),
-# BENCH_KEYS (default 1,1000,100000,1000000), BENCH_MODES (default all), BENCH_OUT (default
-# BUILD/bench-results). Output: a table on stdout, BENCH_OUT/results.json, BENCH_OUT/results.txt,
-# BENCH_OUT/latency.png.
+# BENCH_KEYS (default 1,1000,100000,1000000), BENCH_MODES (default all), BENCH_QUORUM (0 skips
+# the Redlock benchmark), BENCH_OUT (default BUILD/bench-results). Output: a table on stdout,
+# BENCH_OUT/results.json, BENCH_OUT/results.txt, BENCH_OUT/latency.png.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -75,6 +76,29 @@ if [ -n "$GATEWAY_URL" ] && [ -n "$PEER_MODULES" ] && command -v node >/dev/null
             tee -a "$OUT/results.txt"
     else
         echo "bench: @upstash/lock W=$W skipped: $(echo "$peer" | tail -n 1)" >&2
+    fi
+fi
+
+# Redlock over five private redis-servers (bench/quorum.sh, about 5 x BENCH_SECONDS): its table
+# goes into results.txt, its figures into results.json as "redlock". BENCH_QUORUM=0 skips it.
+if [ "${BENCH_QUORUM:-1}" != 0 ] && [ -x "$BUILD/bench/dlock_bench_quorum" ]; then
+    if BENCH_OUT="$OUT" timeout 120 "$HERE/quorum.sh" "$BUILD" "${BENCH_SECONDS:-2}" >/dev/null; then
+        {
+            echo
+            echo "Redlock, N=5 private redis-servers (bench/quorum.sh; one uncontended client," \
+                "acquire+release; nothing pinned)"
+            grep -v '^{' "$OUT/quorum.txt"
+        } | tee -a "$OUT/results.txt"
+        if command -v jq >/dev/null; then
+            jq --slurpfile q "$OUT/quorum.json" '. + {redlock: $q[0]}' "$OUT/results.json" \
+                >"$OUT/results.json.tmp" && mv "$OUT/results.json.tmp" "$OUT/results.json"
+        else # results.json ends with "}": add the member before it
+            { sed '$d' "$OUT/results.json" && printf '  ,"redlock": %s\n}\n' \
+                "$(cat "$OUT/quorum.json")"; } >"$OUT/results.json.tmp" &&
+                mv "$OUT/results.json.tmp" "$OUT/results.json"
+        fi
+    else
+        echo "bench: the Redlock benchmark (bench/quorum.sh) failed" >&2
     fi
 fi
 

@@ -186,11 +186,17 @@ DLOCK_API void dlock_client_close(dlock_client *client);
 /* Opens a client over n independent Redis servers (masters that do not replicate to each other)
  * whose locks are Redlocks (redis.io, "Distributed locks with Redis"): a lock is held when a
  * majority Q = n/2 + 1 of the servers hold its key. Each URL is any URL dlock_client_open takes
- * (TCP, TLS, unix, Upstash REST), and `options` apply to every server; each server becomes an
- * ordinary client inside, with a library thread of its own that sends it this client's requests.
- * A request goes to all n servers at once, so it costs the round trip of the slowest server
- * whose answer is needed, and it is decided as soon as the answers decide it; a server that does
- * not answer within quorum_timeout_ms counts as failed, and nobody waits for it any longer.
+ * (TCP, TLS, unix, Upstash REST, a Redis Cluster node or seed list, a Sentinel group), and
+ * `options` apply to every server; each server becomes an ordinary client inside. A Cluster or
+ * Sentinel member counts as one server: it sends the id's keys to its own master, following its
+ * redirects and failovers (a failover inside it may lose that member's key, which then counts
+ * as that member's loss). A request goes to all n servers at once, so it costs the round trip of
+ * the slowest server whose answer is needed, and it is decided as soon as the answers decide it;
+ * a server that does not answer within quorum_timeout_ms counts as failed, and nobody waits for
+ * it any longer. The calling thread itself writes the request to each server's connection and
+ * waits on all of them with poll(2); a server it cannot drive that way (a Cluster, Sentinel or
+ * REST URL, whose routing needs a whole round trip, or one with no open connection, which takes
+ * connecting) is sent the request by a library thread of its own, one per server.
  * Locks made on such a client keep every call's meaning and return codes:
  * - acquire sends SET id token NX PX lease (or, with fencing, the two-phase script below) to
  *   all n. It holds with Q successes and validity = lease - time since the first send - drift
@@ -240,7 +246,8 @@ DLOCK_API void dlock_client_close(dlock_client *client);
  * Returns DLOCK_OK and sets *out, or EINVAL (n outside DLOCK_QUORUM_MIN..MAX, a NULL or
  * repeated URL, a bad option), ENOMEM, ESYS, or a server's error (then *out is NULL).
  * Ownership: close with dlock_client_close. Thread-safety: as any client; calls from several
- * threads share each server's thread, so they queue one round trip at a time per server. */
+ * threads run at once, each on its own pooled connection to every server (pool_size), and
+ * queue behind each other only on a server's thread. */
 DLOCK_API int dlock_client_open_quorum(dlock_client **out, const char *const *urls, size_t n,
                                        const dlock_client_options *options);
 

@@ -50,41 +50,6 @@ static int check_timeout(int v, const char *name) {
     return DLOCK_OK;
 }
 
-static void add_host(char *buf, size_t size, const char *host, int port) {
-    size_t n = strlen(buf);
-    snprintf(buf + n, size - n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-}
-
-/* "redis://host:port/db", with a host list and the master's name for sentinels; no secrets. */
-static void make_display(const dlock__url *u, char *buf, size_t size) {
-    int tls = u->scheme == DLOCK__SCHEME_REDISS;
-    switch (u->scheme) {
-    case DLOCK__SCHEME_UNIX:
-        snprintf(buf, size, "unix://%s", u->path);
-        break;
-    case DLOCK__SCHEME_HTTP:
-    case DLOCK__SCHEME_HTTPS:
-        snprintf(buf, size, "%s", u->path);
-        return;
-    default:
-        snprintf(buf, size, "%s%s://", tls ? "rediss" : "redis", u->sentinel ? "-sentinel" : "");
-        add_host(buf, size, u->host, u->port);
-        for (size_t i = 0; i < u->nextra; i++) {
-            size_t n = strlen(buf);
-            snprintf(buf + n, size - n, ",");
-            add_host(buf, size, u->extra[i].host, u->extra[i].port);
-        }
-    }
-    size_t n = strlen(buf);
-    if (u->db != 0) {
-        snprintf(buf + n, size - n, "/%d", u->db);
-        n = strlen(buf);
-    }
-    if (u->sentinel) {
-        snprintf(buf + n, size - n, "#%.100s", u->master_name);
-    }
-}
-
 static int config_init(dlock__config *cfg, const char *url, const dlock_client_options *o) {
     static const dlock_client_options defaults;
     if (o == NULL) {
@@ -121,7 +86,7 @@ static int config_init(dlock__config *cfg, const char *url, const dlock_client_o
 
     const dlock__url *u = &cfg->url;
     char display[600];
-    make_display(u, display, sizeof display);
+    dlock__url_display(u, display, sizeof display);
     cfg->display = dup_opt(display, &oom);
     if (oom) {
         return dlock__err(DLOCK_ENOMEM, "out of memory");
@@ -307,6 +272,12 @@ int dlock__client_exec_key(dlock_client *c, int key, const dlock__cmd *cmds, siz
 
 dlock__node *dlock__client_node(dlock_client *c) {
     return c->sentinel != NULL ? dlock__sentinel_master(c->sentinel) : c->node;
+}
+
+dlock__node *dlock__client_split_node(dlock_client *c) {
+    return c->cluster == NULL && c->sentinel == NULL && c->quorum == NULL && c->tp->send != NULL
+               ? c->node
+               : NULL;
 }
 
 int dlock__client_exec(dlock_client *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,

@@ -113,6 +113,9 @@ typedef struct dlock__url {
  * ENOMEM. On success the caller frees with dlock__url_free. */
 int dlock__url_parse(const char *text, dlock__url *out);
 void dlock__url_free(dlock__url *u);
+/* The URL for messages, without secrets: "redis://host:port/db", "unix:///path" or the REST URL,
+ * with every host of a list and, for sentinels, "#master-name". */
+void dlock__url_display(const dlock__url *u, char *buf, size_t size);
 
 /* ---- reply.c: the transport-neutral form of a Redis reply, and its one builder ---- */
 
@@ -217,7 +220,27 @@ typedef struct dlock__transport {
     /* Reads one unsolicited reply (a pub/sub message on a subscribed connection) before
      * deadline_ms; DLOCK_ETIMEDOUT if none came. NULL where the transport cannot subscribe. */
     int (*read)(dlock__conn *c, dlock__reply *out, int64_t deadline_ms);
+
+    /* The split call: exec in two halves that never wait, so that one thread can drive many
+     * connections with poll(2) (the quorum fan-out, quorum_poll.c). NULL where the transport
+     * cannot split a call (REST). send formats n commands and writes what the socket takes now
+     * (recv writes the rest); *sent as for exec. recv writes what is left of the request, reads
+     * what has arrived, and returns DLOCK_OK with the next reply in *out, DLOCK__AGAIN with
+     * *events (POLLIN or POLLOUT) to wait for on fd, or an error (the connection is then
+     * unusable). A connection with a request not fully answered is not idle: after the caller's
+     * last reply it may go back to a pool, or be abandoned (below), never be exec'd mid-way. */
+    int (*send)(dlock__conn *c, const dlock__cmd *cmds, size_t n, int *sent);
+    int (*recv)(dlock__conn *c, dlock__reply *out, short *events);
+    int (*fd)(const dlock__conn *c);
+    /* Gives up on the next n replies of the connection: they are read and dropped, before any
+     * reply anyone asks for, as they come (exec, recv and alive all do), so the connection keeps
+     * its order and can be pooled while they are on their way. Returns 1 if it can be pooled, 0
+     * if it must be closed (its request is not all written). */
+    int (*abandon)(dlock__conn *c, size_t n);
 } dlock__transport;
+
+/* recv (the split call): nothing more can be done until poll(2) reports the events. */
+#define DLOCK__AGAIN 1000
 
 extern const dlock__transport dlock__resp_transport;
 #ifdef DLOCK_HAVE_REST
@@ -266,6 +289,10 @@ int dlock__node_exec(dlock__node *n, const dlock__cmd *cmds, size_t count, dlock
 int dlock__node_connect(dlock__node *n, dlock__conn **out);
 /* Puts a healthy connection back into the pool (or closes it if the pool is full). */
 void dlock__node_give_back(dlock__node *n, dlock__conn *conn);
+/* An idle connection as it is, never a new one: 1 with *out, 0 if none is idle. The caller checks
+ * it with the transport's alive (the quorum's poll path checks many with one poll(2)). */
+int dlock__node_take_idle(dlock__node *n, dlock__conn **out);
+const dlock__transport *dlock__node_transport(const dlock__node *n);
 
 /* ---- cluster.c: Redis Cluster routing ---- */
 
@@ -344,6 +371,10 @@ void dlock__quorum_free(dlock__quorum *q);
 
 /* The server that is not a cluster: the one of the URL, or the Sentinel group's master now. */
 dlock__node *dlock__client_node(dlock_client *c);
+/* The node a split call (the transport's send/recv) may go to: the one server of a client whose
+ * transport can split a call; NULL for Cluster, Sentinel, REST and Redlock clients, whose
+ * routing (redirects, failover, HTTP) needs the whole exec. */
+dlock__node *dlock__client_split_node(dlock_client *c);
 
 /* Runs n pipelined commands with the command deadline on the server that owns their key: the
  * one server, or on a Cluster the master of the slot of argument `key` of cmds[0] (all the
@@ -384,6 +415,13 @@ int dlock__script_run(dlock_client *c, dlock__script *s, int nkeys, int argc, co
 int dlock__script_run_then(dlock_client *c, dlock__script *s, int nkeys, int argc,
                            const char **argv, const size_t *lens, const dlock__cmd *after,
                            dlock__reply *reply, dlock__reply *after_reply, int *sent);
+/* The arguments of `s` as EVALSHA (full 0) or as EVAL with its body (full 1), then nkeys, then
+ * the argc keys and args, into av/al (argc + 3 entries; nk holds the key count's text). Returns
+ * the number of arguments. For callers that send the command themselves (quorum_poll.c). */
+int dlock__script_argv(dlock__script *s, int full, int nkeys, int argc, const char **argv,
+                       const size_t *lens, const char **av, size_t *al, char nk[12]);
+/* 1 if r is the NOSCRIPT error: the script did not run; send it again in full. */
+int dlock__script_missing(const dlock__reply *r);
 
 /* ---- replicas.c: WAIT after a lock write (dlock_lock_options.wait_replicas) ---- */
 

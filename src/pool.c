@@ -130,6 +130,17 @@ static int borrow(dlock__node *n, int64_t deadline, dlock__conn **out) {
     }
 }
 
+int dlock__node_take_idle(dlock__node *n, dlock__conn **out) {
+    pthread_mutex_lock(&n->mu);
+    *out = n->nidle > 0 ? n->idle[--n->nidle] : NULL;
+    pthread_mutex_unlock(&n->mu);
+    return *out != NULL;
+}
+
+const dlock__transport *dlock__node_transport(const dlock__node *n) {
+    return n->tp;
+}
+
 void dlock__node_give_back(dlock__node *n, dlock__conn *conn) {
     pthread_mutex_lock(&n->mu);
     if (n->nidle < n->pool_size) {

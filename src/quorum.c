@@ -1,9 +1,18 @@
-/* A quorum client: N independent Redis servers ("members"), each an ordinary dlock_client, and
- * one worker thread per member. A request (one round) is queued to every member's worker at
- * once, so it costs about the slowest needed member's round trip, not the sum; the caller waits
- * only until the outcome is decided, and never past the member timeout: a silent member's worker
- * may still be blocked, but nobody waits for it. A member's worker runs its jobs in order, so a
- * release queued after an acquire reaches that member after it. */
+/* A quorum client: N independent Redis servers ("members"), each an ordinary dlock_client. A
+ * request (one round) goes to every member at once, so it costs about the slowest needed
+ * member's round trip, not the sum; the caller waits only until the outcome is decided, and
+ * never past the member timeout. A member is reached one of two ways:
+ *  - the poll path (quorum_poll.c): the calling thread writes the request to the member's
+ *    connection and waits on every such member's socket with one poll(2). It takes a member that
+ *    is one Redis-protocol server with an idle connection: the common case, and as cheap as raw
+ *    hiredis doing the same fan-out.
+ *  - the member's own worker thread, for the others: Cluster, Sentinel and REST members (their
+ *    routing needs a whole blocking exec), a member with no idle connection (connecting may block
+ *    for the member timeout), and one still busy with an earlier job. A silent member's worker
+ *    may stay blocked, but nobody waits for it.
+ * A member's requests reach it in order either way: its worker runs its jobs in order, a member
+ * with a job on its worker gets the next ones there too, and on the poll path a reply that came
+ * too late for its round is dropped on the same connection before the next one is read. */
 #include "fmacros.h"
 
 #include "quorum_impl.h"
@@ -11,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REOPEN_MS 500 /* a member unreachable since open is tried again at most this often */
 
@@ -23,13 +34,14 @@ typedef struct qjob {
     int i; /* the member */
 } qjob;
 
-/* One request to the members. Shared by the caller and the workers (refcounted): the caller may
- * return before a silent member's worker is done with it. */
+/* The thread-path part of one request. Shared by the caller and the workers (refcounted): the
+ * caller may return before a silent member's worker is done with it. */
 struct qround {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs, pending, yes, no, failed;
     int need_yes, need_no; /* what decides the round (see decided) */
+    int wake_fd;           /* eventfd the caller polls beside the poll path's sockets, or -1 */
     dlock__qreq req;       /* strings point into buf */
     int64_t deadline, timeout_ms;
     char *buf;
@@ -41,7 +53,7 @@ typedef struct qmember {
     dlock__quorum *q;
     int i;
     char *url;            /* may hold a password: never printed */
-    char name[256];       /* printable: scheme, host and port, or the socket path */
+    char name[256];       /* printable: the URL without credentials */
     dlock_client *client; /* NULL while unreachable since open */
     int64_t reopen_at;
     char open_msg[160];
@@ -52,6 +64,8 @@ typedef struct qmember {
     pthread_cond_t cv;
     qjob *head, *tail;
     int stop;
+    atomic_int busy;              /* jobs queued to or running on the worker */
+    atomic_long polled, threaded; /* its requests by the way they went (dlock__quorum_paths) */
 } qmember;
 
 struct dlock__quorum {
@@ -65,123 +79,24 @@ struct dlock__quorum {
     qmember m[DLOCK_QUORUM_MAX];
 };
 
-/* ---- scripts of our own (src/lua/quorum_*.lua) ---- */
-
-/* ---- one member's side of a request ---- */
-
-static int int_reply(dlock_client *c, dlock__reply *r, const char *what, int64_t *value) {
-    if (r->type != DLOCK__REPLY_INT) {
-        return dlock__reply_error(c, r, what);
-    }
-    *value = r->integer;
-    return r->integer != 0;
-}
-
-static int set_reply(dlock_client *c, dlock__reply *r) {
-    if (r->type == DLOCK__REPLY_NIL) {
-        return 0; /* NX: the key exists */
-    }
-    if (r->type == DLOCK__REPLY_STR && r->len == 2 && memcmp(r->str, "OK", 2) == 0) {
-        return 1;
-    }
-    return dlock__reply_error(c, r, "SET NX PX");
-}
-
-static int fset_reply(dlock_client *c, dlock__reply *r, int64_t *value) {
-    if (r->type != DLOCK__REPLY_ARRAY || r->elements < 1 ||
-        r->element[0].type != DLOCK__REPLY_INT) {
-        return dlock__reply_error(c, r, "Redlock acquire");
-    }
-    if (r->element[0].integer == 0) {
-        return 0;
-    }
-    if (r->elements != 2 || r->element[1].type != DLOCK__REPLY_STR) {
-        return dlock__reply_error(c, r, "Redlock acquire");
-    }
-    *value = strtoll(r->element[1].str, NULL, 10);
-    return 1;
-}
-
-static int inspect_reply(dlock_client *c, dlock__reply *r, dlock__qresult *out) {
-    if (r->type != DLOCK__REPLY_ARRAY || r->elements != 2 ||
-        r->element[1].type != DLOCK__REPLY_INT ||
-        (r->element[0].type != DLOCK__REPLY_STR && r->element[0].type != DLOCK__REPLY_NIL)) {
-        return dlock__reply_error(c, r, "inspect");
-    }
-    if (r->element[0].type == DLOCK__REPLY_NIL) {
-        return 0;
-    }
-    out->value = r->element[1].integer;
-    out->len = r->element[0].len;
-    out->str = malloc(out->len + 1);
-    if (out->str == NULL) {
-        return dlock__err(DLOCK_ENOMEM, "out of memory");
-    }
-    memcpy(out->str, r->element[0].str, out->len + 1);
-    return 1;
-}
+/* ---- one member's side of a request, on its thread ---- */
 
 /* Runs the request on member client c. Returns 1 (yes), 0 (no) or an error. */
 static int run_op(dlock_client *c, const dlock__qreq *q, dlock__qresult *out) {
-    char arg[24];
-    int alen = snprintf(arg, sizeof arg, "%lld", (long long)q->arg);
-    const char *kv[] = {q->id, q->fence_key, q->token, arg};
-    size_t kl[] = {q->idlen, q->fence_len, q->token_len, (size_t)alen};
-    const char *sv[] = {"SET", q->id, q->token, "NX", "PX", arg};
-    size_t sl[] = {3, q->idlen, q->token_len, 2, 2, (size_t)alen};
-    const char *one[] = {q->id, q->token, arg};
-    size_t onel[] = {q->idlen, q->token_len, (size_t)alen};
+    dlock__qcmd cmd;
     dlock__reply r;
-    int rc;
-    switch (q->op) {
-    case DLOCK__QOP_SET:
-        rc = dlock__client_call(c, 6, sv, sl, &r, NULL);
-        break;
-    case DLOCK__QOP_FSET:
-        kv[3] = arg;
-        rc = dlock__script_run(c, &dlock__script_quorum_acquire, 2, 4, kv, kl, &r, NULL);
-        break;
-    case DLOCK__QOP_FENCE:
-        rc = dlock__script_run(c, &dlock__script_quorum_fence, 2, 4, kv, kl, &r, NULL);
-        break;
-    case DLOCK__QOP_RELEASE:
-        rc = dlock__script_run(c, &dlock__script_release, 1, 2, one, onel, &r, NULL);
-        break;
-    case DLOCK__QOP_EXTEND:
-        rc = dlock__script_run(c, &dlock__script_extend, 1, 3, one, onel, &r, NULL);
-        break;
-    case DLOCK__QOP_RENEW:
-        rc = dlock__script_run(c, &dlock__script_renew, 1, 3, one, onel, &r, NULL);
-        break;
-    case DLOCK__QOP_GET:
-        rc = dlock__client_call(c, 2, (const char *[]){"GET", q->id}, (const size_t[]){3, q->idlen},
-                                &r, NULL);
-        break;
-    default:
-        rc = dlock__script_run(c, &dlock__script_inspect, 1, 1, one, onel, &r, NULL);
+    dlock__qop_cmd(q, 0, &cmd);
+    int rc = dlock__client_exec(c, &cmd.cmd, 1, &r, NULL);
+    if (rc == DLOCK_OK && cmd.script && dlock__script_missing(&r)) {
+        /* The script did not run: send it in full, which also loads it. */
+        dlock__reply_clear(&r);
+        dlock__qop_cmd(q, 1, &cmd);
+        rc = dlock__client_exec(c, &cmd.cmd, 1, &r, NULL);
     }
     if (rc != DLOCK_OK) {
         return rc;
     }
-    switch (q->op) {
-    case DLOCK__QOP_SET:
-        rc = set_reply(c, &r);
-        break;
-    case DLOCK__QOP_FSET:
-        rc = fset_reply(c, &r, &out->value);
-        break;
-    case DLOCK__QOP_GET:
-        rc = r.type == DLOCK__REPLY_NIL ? 0
-             : r.type == DLOCK__REPLY_STR
-                 ? r.len == q->token_len && memcmp(r.str, q->token, r.len) == 0
-                 : dlock__reply_error(c, &r, "status (GET)");
-        break;
-    case DLOCK__QOP_INSPECT:
-        rc = inspect_reply(c, &r, out);
-        break;
-    default:
-        rc = int_reply(c, &r, "Redlock", &out->value);
-    }
+    rc = dlock__qop_judge(c, q, &r, out);
     dlock__reply_clear(&r);
     return rc;
 }
@@ -189,7 +104,20 @@ static int run_op(dlock_client *c, const dlock__qreq *q, dlock__qresult *out) {
 /* ---- the workers ---- */
 
 static int quorum_unref(dlock__quorum *q);
-static int decided(const qround *r, int need_yes, int need_no);
+
+/* Whether the answers so far decide a round (need_yes = need_no = 0: only all answers do). */
+static int decided(int pending, int yes, int no, int need_yes, int need_no) {
+    if (pending == 0) {
+        return 1;
+    }
+    if (need_yes == 0 && need_no == 0) {
+        return 0;
+    }
+    if (yes >= need_yes || no >= need_no) {
+        return 1;
+    }
+    return yes + pending < need_yes && no + pending < need_no;
+}
 
 static void round_unref(qround *r) {
     pthread_mutex_lock(&r->mu);
@@ -200,6 +128,9 @@ static void round_unref(qround *r) {
     }
     for (int i = 0; i < DLOCK_QUORUM_MAX; i++) {
         free(r->res[i].str);
+    }
+    if (r->wake_fd >= 0) {
+        close(r->wake_fd);
     }
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
@@ -214,7 +145,8 @@ static int member_open(qmember *m) {
     if (m->client == NULL && (!m->opened || now >= m->reopen_at)) {
         dlock_client *c = NULL;
         int rc = dlock_client_open(&c, m->url, &m->q->opts);
-        /* Published under the quorum's mutex: dlock_client_open_quorum reads it meanwhile. */
+        /* Published under the quorum's mutex: dlock_client_open_quorum and the fan-out read it
+         * meanwhile. */
         pthread_mutex_lock(&m->q->mu);
         m->client = c;
         m->open_rc = rc;
@@ -259,11 +191,20 @@ static void run_job(qmember *m, qjob *j) {
     r->failed += rc < 0;
     r->pending--;
     /* Wake the caller once, when the round is decided, not for every answer: on a busy machine
-     * each needless wake-up is a context switch on the caller's critical path. */
-    if (decided(r, r->need_yes, r->need_no)) {
+     * each needless wake-up is a context switch on the caller's critical path. With members on
+     * the poll path too, only the caller can tell, so every answer rings its eventfd. */
+    int wake = r->wake_fd < 0 && decided(r->pending, r->yes, r->no, r->need_yes, r->need_no);
+    if (wake) {
         pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
+    if (r->wake_fd >= 0) {
+        uint64_t one = 1;
+        if (write(r->wake_fd, &one, sizeof one) < 0) {
+            /* EAGAIN: the counter is already non-zero, which wakes the caller as well */
+        }
+    }
+    atomic_fetch_sub(&m->busy, 1); /* the poll path may take the member again */
     round_unref(r);
 }
 
@@ -313,16 +254,33 @@ int64_t dlock__quorum_timeout(const dlock__quorum *q, int64_t lease_ms) {
                                              : t;
 }
 
-static qround *round_new(dlock__quorum *q, const dlock__qreq *req) {
+void dlock__quorum_paths(const dlock_client *c, int i, long *polled, long *threaded) {
+    const dlock__quorum *q = c->quorum;
+    *polled = *threaded = 0;
+    for (int k = 0; k < q->n; k++) {
+        if (i < 0 || k == i) {
+            *polled += atomic_load(&q->m[k].polled);
+            *threaded += atomic_load(&q->m[k].threaded);
+        }
+    }
+}
+
+/* The thread-path part of a round: a copy of the request (a silent member's worker may read it
+ * after the caller returned) and, when members are on the poll path too, an eventfd. */
+static qround *round_new(const dlock__qreq *req, int64_t timeout_ms, int64_t deadline,
+                         int with_fd) {
     qround *r = calloc(1, sizeof *r);
     size_t n = req->idlen + req->fence_len + req->token_len + 3;
     char *b = r != NULL ? malloc(n) : NULL;
-    if (b == NULL) {
+    int fd = b != NULL && with_fd ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+    if (b == NULL || (with_fd && fd < 0)) {
+        free(b);
         free(r);
         return NULL;
     }
     r->buf = b;
     r->req = *req;
+    r->wake_fd = fd;
     const char *src[] = {req->id, req->fence_key, req->token};
     size_t len[] = {req->idlen, req->fence_len, req->token_len};
     const char **dst[] = {&r->req.id, &r->req.fence_key, &r->req.token};
@@ -334,7 +292,8 @@ static qround *round_new(dlock__quorum *q, const dlock__qreq *req) {
         *dst[k] = b;
         b += len[k] + 1;
     }
-    r->timeout_ms = dlock__quorum_timeout(q, req->lease_ms);
+    r->timeout_ms = timeout_ms;
+    r->deadline = deadline;
     pthread_mutex_init(&r->mu, NULL);
     dlock__cond_init_monotonic(&r->cv);
     for (int i = 0; i < DLOCK_QUORUM_MAX; i++) {
@@ -344,6 +303,7 @@ static qround *round_new(dlock__quorum *q, const dlock__qreq *req) {
 }
 
 static void submit(qmember *m, qjob *j) {
+    atomic_fetch_add(&m->busy, 1);
     pthread_mutex_lock(&m->mu);
     j->next = NULL;
     if (m->tail != NULL) {
@@ -356,61 +316,64 @@ static void submit(qmember *m, qjob *j) {
     pthread_mutex_unlock(&m->mu);
 }
 
-static int decided(const qround *r, int need_yes, int need_no) {
-    if (r->pending == 0) {
-        return 1;
+/* Waits until the answers of both paths decide the round, or the deadline. Returns 1 if
+ * decided. */
+static int wait_round(dlock__qpoll *p, qround *r, int need_yes, int need_no, int64_t deadline) {
+    /* A worker enforces the deadline on its member's own I/O; the slack covers its wake-up. */
+    int64_t until = r != NULL ? deadline + 5 : deadline;
+    for (;;) {
+        int pending = p->waiting, yes = p->yes, no = p->no;
+        if (r != NULL) {
+            pthread_mutex_lock(&r->mu);
+            pending += r->pending;
+            yes += r->yes;
+            no += r->no;
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (decided(pending, yes, no, need_yes, need_no)) {
+            return 1;
+        }
+        if (dlock__now_ms() >= until) {
+            return 0;
+        }
+        if (r == NULL || r->wake_fd >= 0) {
+            dlock__qpoll_wait(p, r != NULL ? r->wake_fd : -1, until);
+            continue;
+        }
+        pthread_mutex_lock(&r->mu);
+        while (!decided(r->pending, r->yes, r->no, need_yes, need_no) && dlock__now_ms() < until) {
+            dlock__cond_wait_until(&r->cv, &r->mu, until);
+        }
+        pthread_mutex_unlock(&r->mu);
     }
-    if (need_yes == 0 && need_no == 0) {
-        return 0;
-    }
-    if (r->yes >= need_yes || r->no >= need_no) {
-        return 1;
-    }
-    return r->yes + r->pending < need_yes && r->no + r->pending < need_no;
 }
 
-int dlock__qfanout(dlock__quorum *q, const dlock__qreq *req, const int *targets, int need_yes,
-                   int need_no, dlock__qtally *t) {
-    memset(t, 0, sizeof *t);
-    t->n = q->n;
-    t->majority = q->n / 2 + 1;
-    qround *r = round_new(q, req);
-    if (r == NULL) {
-        return dlock__err(DLOCK_ENOMEM, "out of memory");
+/* Moves every member's outcome into the tally; a member with none yet failed by timeout. */
+static void collect(dlock__quorum *q, dlock__qpoll *p, qround *r, const int *targets,
+                    int was_decided, int64_t timeout_ms, dlock__qtally *t) {
+    if (r != NULL) {
+        pthread_mutex_lock(&r->mu);
     }
-    t->sent_at = dlock__now_ms();
-    /* The caller's own cap (a renewal that must not outlive its lease) bounds every member. */
-    r->deadline = dlock__deadline_in(r->timeout_ms);
     for (int i = 0; i < q->n; i++) {
-        t->asked += targets == NULL || targets[i];
-    }
-    r->refs = t->asked + 1;
-    r->need_yes = need_yes;
-    r->need_no = need_no;
-    r->pending = t->asked;
-    for (int i = 0; i < q->n; i++) {
-        if (targets == NULL || targets[i]) {
-            r->job[i].round = r;
-            r->job[i].i = i;
-            submit(&q->m[i], &r->job[i]);
+        dlock__qresult *d = &t->r[i], *s = NULL;
+        int polled = dlock__qpoll_state(p, i);
+        if (polled == 1) {
+            s = &p->call[i].res;
+        } else if (polled < 0 && r != NULL && r->res[i].rc != DLOCK__Q_NOT_ASKED) {
+            s = &r->res[i];
         }
-    }
-    pthread_mutex_lock(&r->mu);
-    /* The workers enforce the deadline on the member's own I/O; the slack covers the wake-up. */
-    while (!decided(r, need_yes, need_no) && dlock__now_ms() < r->deadline + 5) {
-        dlock__cond_wait_until(&r->cv, &r->mu, r->deadline + 5);
-    }
-    int timed_out = !decided(r, need_yes, need_no);
-    for (int i = 0; i < q->n; i++) {
-        dlock__qresult *s = &r->res[i], *d = &t->r[i];
-        if (s->rc != DLOCK__Q_NOT_ASKED) {
+        if (s != NULL) {
             *d = *s;
             s->str = NULL; /* moved to the tally */
+            if (polled == 1 && d->rc == DLOCK_ETIMEDOUT) {
+                snprintf(d->msg, sizeof d->msg, "%.100s: no reply within %lld ms", q->m[i].name,
+                         (long long)timeout_ms);
+            }
         } else if (targets == NULL || targets[i]) {
             d->rc = DLOCK_ETIMEDOUT; /* still running: its reply, if any, is ignored */
-            t->undecided += !timed_out;
+            t->undecided += was_decided;
             snprintf(d->msg, sizeof d->msg, "%.100s: %s %lld ms", q->m[i].name,
-                     timed_out ? "no reply within" : "no reply yet when decided, after",
+                     was_decided ? "no reply yet when decided, after" : "no reply within",
                      (long long)(dlock__now_ms() - t->sent_at));
         } else {
             d->rc = DLOCK__Q_NOT_ASKED;
@@ -419,8 +382,70 @@ int dlock__qfanout(dlock__quorum *q, const dlock__qreq *req, const int *targets,
         t->no += d->rc == 0;
         t->failed += d->rc < 0;
     }
-    pthread_mutex_unlock(&r->mu);
-    round_unref(r);
+    if (r != NULL) {
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+int dlock__qfanout(dlock__quorum *q, const dlock__qreq *req, const int *targets, int need_yes,
+                   int need_no, dlock__qtally *t) {
+    memset(t, 0, sizeof *t);
+    t->n = q->n;
+    t->majority = q->n / 2 + 1;
+    int64_t timeout_ms = dlock__quorum_timeout(q, req->lease_ms);
+    dlock_client *clients[DLOCK_QUORUM_MAX];
+    pthread_mutex_lock(&q->mu);
+    for (int i = 0; i < q->n; i++) {
+        clients[i] = q->m[i].client;
+    }
+    pthread_mutex_unlock(&q->mu);
+    dlock__qpoll p;
+    dlock__qpoll_init(&p, req);
+    int threaded[DLOCK_QUORUM_MAX] = {0}, nthread = 0, npoll = 0;
+    for (int i = 0; i < q->n; i++) {
+        if (targets != NULL && !targets[i]) {
+            continue;
+        }
+        t->asked++;
+        /* A member with a job on its worker gets this one there too, behind it: in order. */
+        if (clients[i] != NULL && atomic_load(&q->m[i].busy) == 0 &&
+            dlock__qpoll_take(&p, i, clients[i])) {
+            npoll++;
+            atomic_fetch_add(&q->m[i].polled, 1);
+        } else {
+            threaded[i] = 1;
+            nthread++;
+            atomic_fetch_add(&q->m[i].threaded, 1);
+        }
+    }
+    t->sent_at = dlock__now_ms();
+    /* The caller's own cap (a renewal that must not outlive its lease) bounds every member. */
+    int64_t deadline = dlock__deadline_in(timeout_ms);
+    qround *r = NULL;
+    if (nthread > 0) {
+        if ((r = round_new(req, timeout_ms, deadline, npoll > 0)) == NULL) {
+            dlock__qpoll_end(&p);
+            return dlock__err(DLOCK_ENOMEM, "out of memory");
+        }
+        r->refs = nthread + 1;
+        r->need_yes = need_yes;
+        r->need_no = need_no;
+        r->pending = nthread;
+        for (int i = 0; i < q->n; i++) {
+            if (threaded[i]) {
+                r->job[i].round = r;
+                r->job[i].i = i;
+                submit(&q->m[i], &r->job[i]);
+            }
+        }
+    }
+    dlock__qpoll_send(&p, deadline);
+    int was_decided = wait_round(&p, r, need_yes, need_no, deadline);
+    collect(q, &p, r, targets, was_decided, timeout_ms, t);
+    dlock__qpoll_end(&p);
+    if (r != NULL) {
+        round_unref(r);
+    }
     return DLOCK_OK;
 }
 
@@ -601,14 +626,7 @@ static void member_name(qmember *m, int n) {
         snprintf(m->name, sizeof m->name, "server %d of %d", m->i + 1, n);
         return;
     }
-    if (u.scheme == DLOCK__SCHEME_UNIX || u.scheme == DLOCK__SCHEME_HTTP ||
-        u.scheme == DLOCK__SCHEME_HTTPS) {
-        snprintf(m->name, sizeof m->name, "%s%s", u.scheme == DLOCK__SCHEME_UNIX ? "unix://" : "",
-                 u.path);
-    } else {
-        snprintf(m->name, sizeof m->name, strchr(u.host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
-                 u.scheme == DLOCK__SCHEME_REDISS ? "rediss" : "redis", u.host, u.port);
-    }
+    dlock__url_display(&u, m->name, sizeof m->name);
     dlock__url_free(&u);
 }
 

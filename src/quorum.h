@@ -1,8 +1,8 @@
 /* Redlock: a client over N independent Redis servers ("members"), and the lock operations on it.
  * A quorum client is a dlock_client with no transport of its own (client->quorum != NULL); each
- * member is an ordinary dlock_client, driven by a worker thread of its own so that a request
- * goes to all members at once. lock.c and renew.c call in here for a lock on such a client; this
- * module never calls back into them. */
+ * member is an ordinary dlock_client, and a request goes to all members at once (quorum.c: from
+ * the calling thread with poll(2), or through a member's worker thread). lock.c and renew.c call
+ * in here for a lock on such a client; this module never calls back into them. */
 #ifndef DLOCK_QUORUM_H
 #define DLOCK_QUORUM_H
 

@@ -1,5 +1,5 @@
-/* The fan-out engine of a quorum client (quorum.c), used by the Redlock operations
- * (quorum_lock.c). Not API. */
+/* The fan-out engine of a quorum client (quorum.c, with quorum_op.c and quorum_poll.c), used by
+ * the Redlock operations (quorum_lock.c). Not API. */
 #ifndef DLOCK_QUORUM_IMPL_H
 #define DLOCK_QUORUM_IMPL_H
 
@@ -60,5 +60,64 @@ int dlock__quorum_size(const dlock__quorum *q);
 
 /* The per-member timeout used for a request about a lease of `lease_ms`. */
 int64_t dlock__quorum_timeout(const dlock__quorum *q, int64_t lease_ms);
+
+/* How many requests to member i (-1: all members) of quorum client c went the poll path and how
+ * many the member's thread, since open: for the tests, which check which path was taken. */
+void dlock__quorum_paths(const dlock_client *c, int i, long *polled, long *threaded);
+
+/* ---- quorum_op.c: what a request asks one member, and how its answer reads ---- */
+
+typedef struct dlock__qcmd {
+    dlock__cmd cmd; /* points into this struct: do not copy it */
+    int script;     /* an EVALSHA (or, sent in full, EVAL): NOSCRIPT means send it in full */
+    const char *argv[8];
+    size_t lens[8];
+    char arg[24], nk[12];
+} dlock__qcmd;
+
+/* The command of req for one member: a script as EVALSHA (full 0) or EVAL (full 1). */
+void dlock__qop_cmd(const dlock__qreq *req, int full, dlock__qcmd *out);
+/* Member client c's reply r to req: 1 yes, 0 no, or an error (with the thread's message); sets
+ * out->value, and out->str for INSPECT. r stays the caller's. */
+int dlock__qop_judge(dlock_client *c, const dlock__qreq *req, const dlock__reply *r,
+                     dlock__qresult *out);
+
+/* ---- quorum_poll.c: the poll path, one thread driving many members' connections ---- */
+
+typedef struct dlock__qcall {
+    dlock_client *client;
+    dlock__node *node;
+    const dlock__transport *tp;
+    dlock__conn *conn; /* the connection while the call has it */
+    int state;
+    int script, full; /* the request is a script; it went again in full after NOSCRIPT */
+    int64_t deadline;
+    short events; /* what recv waits for */
+    dlock__qresult res;
+} dlock__qcall;
+
+typedef struct dlock__qpoll {
+    const dlock__qreq *req;
+    int waiting, yes, no; /* members sent to and not answered yet; answers so far */
+    dlock__qcall call[DLOCK_QUORUM_MAX];
+} dlock__qpoll;
+
+void dlock__qpoll_init(dlock__qpoll *p, const dlock__qreq *req);
+/* Takes an idle, healthy connection of member i's client c for the poll path. Returns 1, or 0
+ * when c cannot split a call (Cluster, Sentinel, REST) or has no idle connection: the member then
+ * goes to its thread (making a connection may block for the member timeout). */
+int dlock__qpoll_take(dlock__qpoll *p, int i, dlock_client *c);
+/* Sends the request on every taken connection; each member waits until its own deadline (its
+ * command timeout, within `deadline`). A failed send is an outcome at once. */
+void dlock__qpoll_send(dlock__qpoll *p, int64_t deadline);
+/* Reads what has come, waiting with one poll(2) until an outcome is new, wake_fd (if >= 0) is
+ * readable, or `until`; a member past its deadline fails with DLOCK_ETIMEDOUT. Returns the
+ * number of new outcomes (p->yes, p->no and p->waiting count them). */
+int dlock__qpoll_wait(dlock__qpoll *p, int wake_fd, int64_t until);
+/* Member i: 1 with its outcome in p->call[i].res, 0 still waiting, -1 not on the poll path. */
+int dlock__qpoll_state(const dlock__qpoll *p, int i);
+/* Ends the round: a connection still waiting goes back to its pool with its reply abandoned
+ * (dropped when it comes), or is closed when past its deadline or not all written. */
+void dlock__qpoll_end(dlock__qpoll *p);
 
 #endif

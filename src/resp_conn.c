@@ -1,6 +1,9 @@
 /* The Redis-protocol transport: one socket (TCP, unix, or TLS over TCP) with deadlines on every
  * read and write. hiredis does the protocol (redisFormatCommandArgv, redisReader); this file does
- * the sockets, because hiredis 0.14's blocking API has no per-command deadline and no TLS. */
+ * the sockets, because hiredis 0.14's blocking API has no per-command deadline and no TLS.
+ * Besides the blocking exec, a call can be split in two (send, then recv as poll(2) says), so
+ * that one thread can wait on many servers at once (the quorum fan-out); a connection may then
+ * carry replies owed to requests whose caller stopped waiting, which it drops as they come. */
 #include "fmacros.h"
 
 #include "internal.h"
@@ -36,6 +39,11 @@ struct dlock__conn {
     int64_t timeo_ms, default_timeo_ms;
     int precise;  /* timeouts end at the deadline exactly (subscribed connections) */
     int build_rc; /* why the reply builder refused a reply (hiredis only says "Out of memory") */
+    /* The split call: the request bytes not written yet (out[off..len)), and the number of
+     * replies owed to abandoned requests, read and dropped before any reply is returned. */
+    char *out;
+    size_t out_len, out_off;
+    size_t owed;
 };
 
 /* ---- replies: hiredis parses, reply.c builds ----
@@ -390,8 +398,9 @@ static int read_some(dlock__conn *c, int64_t deadline) {
 
 /* ---- the transport ---- */
 
-/* Reads one whole reply: what the reader has buffered, else from the socket until deadline. */
-static int read_reply(dlock__conn *c, dlock__reply *out, int64_t deadline) {
+/* The next whole reply the reader holds, past those owed to abandoned requests: 1 with *out, 0
+ * if none is complete yet, or an error. */
+static int buffered_reply(dlock__conn *c, dlock__reply *out) {
     for (;;) {
         void *raw = NULL;
         if (redisReaderGetReply(c->reader, &raw) != REDIS_OK) {
@@ -399,13 +408,27 @@ static int read_reply(dlock__conn *c, dlock__reply *out, int64_t deadline) {
                        ? c->build_rc /* the builder's message says why */
                        : dlock__err(DLOCK_EPROTO, "malformed reply: %s", c->reader->errstr);
         }
-        if (raw != NULL) {
+        if (raw == NULL) {
+            return 0;
+        }
+        if (c->owed == 0) {
             *out = *(dlock__reply *)raw;
             free(raw);
-            return DLOCK_OK;
+            return 1;
         }
-        int rc = read_some(c, deadline);
-        if (rc != DLOCK_OK) {
+        c->owed--; /* the reply of a request nobody waits for any more */
+        on_free(raw);
+    }
+}
+
+/* Reads one whole reply: what the reader has buffered, else from the socket until deadline. */
+static int read_reply(dlock__conn *c, dlock__reply *out, int64_t deadline) {
+    for (;;) {
+        int rc = buffered_reply(c, out);
+        if (rc != 0) {
+            return rc < 0 ? rc : DLOCK_OK;
+        }
+        if ((rc = read_some(c, deadline)) != DLOCK_OK) {
             return rc;
         }
     }
@@ -421,33 +444,46 @@ static int resp_read(dlock__conn *c, dlock__reply *out, int64_t deadline) {
     return rc;
 }
 
-static int resp_exec(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
-                     int64_t deadline, int *sent) {
-    int rc = DLOCK_OK;
-    *sent = 0;
-    for (size_t i = 0; i < n; i++) {
-        memset(&replies[i], 0, sizeof replies[i]);
-    }
-    /* One buffer, one write: a pipeline costs one round trip. */
+/* The commands in the protocol's form, in one malloc'd buffer: a pipeline costs one write. */
+static int format_request(const dlock__cmd *cmds, size_t n, char **out, size_t *out_len) {
     char *buf = NULL;
     size_t len = 0;
-    for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
+    for (size_t i = 0; i < n; i++) {
         char *one = NULL;
         int k = redisFormatCommandArgv(&one, cmds[i].argc, cmds[i].argv, cmds[i].argvlen);
         char *grown = k > 0 ? realloc(buf, len + (size_t)k) : NULL;
         if (grown == NULL) {
-            rc = dlock__err(DLOCK_ENOMEM, "out of memory formatting a command");
-        } else {
-            buf = grown;
-            memcpy(buf + len, one, (size_t)k);
-            len += (size_t)k;
+            redisFreeCommand(one);
+            free(buf);
+            return dlock__err(DLOCK_ENOMEM, "out of memory formatting a command");
         }
+        buf = grown;
+        memcpy(buf + len, one, (size_t)k);
+        len += (size_t)k;
         redisFreeCommand(one);
     }
+    *out = buf;
+    *out_len = len;
+    return DLOCK_OK;
+}
+
+static int resp_exec(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__reply *replies,
+                     int64_t deadline, int *sent) {
+    *sent = 0;
+    for (size_t i = 0; i < n; i++) {
+        memset(&replies[i], 0, sizeof replies[i]);
+    }
+    if (c->out != NULL) {
+        return dlock__err(DLOCK_ESTATE, "internal: a split request is still being written");
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = format_request(cmds, n, &buf, &len);
     if (rc == DLOCK_OK) {
         rc = write_all(c, buf, len, deadline, sent);
+        free(buf);
     }
-    free(buf);
+    /* Replies owed to abandoned requests come first; read_reply drops them. */
     for (size_t i = 0; i < n && rc == DLOCK_OK; i++) {
         rc = read_reply(c, &replies[i], deadline);
     }
@@ -459,7 +495,188 @@ static int resp_exec(dlock__conn *c, const dlock__cmd *cmds, size_t n, dlock__re
     return rc;
 }
 
+/* ---- the split call: send, then recv whenever poll(2) says the socket is ready ----
+ *
+ * Nothing here waits. A TLS record can arrive in pieces, so SSL_read on a blocking socket that
+ * poll called readable may still block: a TLS connection used for a split call is made
+ * non-blocking for good (its blocking exec then polls before each read, as while connecting).
+ * Plain sockets take MSG_DONTWAIT instead, and keep the cheaper blocking exec. */
+
+static void tls_nonblocking(dlock__conn *c) {
+    int fl;
+    if (c->blocking && (fl = fcntl(c->fd, F_GETFL)) >= 0 &&
+        fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+        c->blocking = 0;
+    }
+}
+
+/* A TLS call that returned r <= 0: DLOCK__AGAIN with what to wait for, or 0 (a real error). */
+static int tls_again(dlock__conn *c, int r, short *events) {
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return DLOCK__AGAIN;
+    }
+    return 0;
+}
+
+/* Writes what the socket takes now of the pending request: DLOCK_OK once it is all written,
+ * DLOCK__AGAIN with *events, or EIO. *sent is set once a byte went out. */
+static int write_now(dlock__conn *c, int *sent, short *events) {
+    while (c->out_off < c->out_len) {
+        size_t left = c->out_len - c->out_off;
+        ssize_t n;
+        if (c->ssl != NULL) {
+            tls_nonblocking(c);
+            ERR_clear_error();
+            sigpipe_guard g;
+            sigpipe_block(&g);
+            int r =
+                SSL_write(c->ssl, c->out + c->out_off, left > INT32_MAX ? INT32_MAX : (int)left);
+            sigpipe_restore(&g);
+            if (r <= 0) {
+                return tls_again(c, r, events) == DLOCK__AGAIN
+                           ? DLOCK__AGAIN
+                           : dlock__err(DLOCK_EIO, "connection lost while sending");
+            }
+            n = r;
+        } else {
+            n = send(c->fd, c->out + c->out_off, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                *events = POLLOUT;
+                return DLOCK__AGAIN;
+            }
+            if (n < 0) {
+                return dlock__err(DLOCK_EIO, "connection lost while sending: %s", strerror(errno));
+            }
+        }
+        *sent = 1;
+        c->out_off += (size_t)n;
+    }
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+    return DLOCK_OK;
+}
+
+/* One read of what has arrived, into the reader, without waiting: DLOCK_OK, DLOCK__AGAIN with
+ * *events, or EIO. */
+static int read_now(dlock__conn *c, short *events) {
+    char buf[16384];
+    ssize_t n;
+    if (c->ssl != NULL) {
+        tls_nonblocking(c);
+        ERR_clear_error();
+        sigpipe_guard g;
+        sigpipe_block(&g);
+        int r = SSL_read(c->ssl, buf, sizeof buf);
+        sigpipe_restore(&g);
+        if (r <= 0) {
+            return tls_again(c, r, events) == DLOCK__AGAIN
+                       ? DLOCK__AGAIN
+                       : dlock__err(DLOCK_EIO, "connection closed by the server");
+        }
+        n = r;
+    } else {
+        do {
+            n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            return dlock__err(DLOCK_EIO, "connection closed by the server");
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            *events = POLLIN;
+            return DLOCK__AGAIN;
+        }
+        if (n < 0) {
+            return dlock__err(DLOCK_EIO, "connection lost while reading: %s", strerror(errno));
+        }
+    }
+    if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+        return dlock__err(DLOCK_EPROTO, "cannot buffer reply");
+    }
+    return DLOCK_OK;
+}
+
+static int resp_send(dlock__conn *c, const dlock__cmd *cmds, size_t n, int *sent) {
+    *sent = 0;
+    if (c->out != NULL) {
+        return dlock__err(DLOCK_ESTATE, "internal: the previous request is still being written");
+    }
+    int rc = format_request(cmds, n, &c->out, &c->out_len);
+    if (rc != DLOCK_OK) {
+        return rc;
+    }
+    c->out_off = 0;
+    short events;
+    rc = write_now(c, sent, &events);
+    return rc == DLOCK__AGAIN ? DLOCK_OK : rc; /* recv writes the rest */
+}
+
+static int resp_recv(dlock__conn *c, dlock__reply *out, short *events) {
+    memset(out, 0, sizeof *out);
+    int sent;
+    int rc = write_now(c, &sent, events);
+    while (rc == DLOCK_OK) {
+        if ((rc = buffered_reply(c, out)) != 0) {
+            return rc < 0 ? rc : DLOCK_OK;
+        }
+        rc = read_now(c, events);
+    }
+    return rc;
+}
+
+static int resp_fd(const dlock__conn *c) {
+    return c->fd;
+}
+
+static int resp_abandon(dlock__conn *c, size_t n) {
+    c->owed += n;
+    return c->out == NULL;
+}
+
+/* Bytes in the reader that belong to no reply anyone asked for. */
+static int stray_bytes(const dlock__conn *c) {
+    return c->owed == 0 && c->reader->pos < c->reader->len;
+}
+
+/* Drops what has come of the owed replies, without waiting. 0 if the connection broke, or sent
+ * a reply nobody asked for. */
+static int settle(dlock__conn *c) {
+    for (;;) {
+        dlock__reply r;
+        int rc = buffered_reply(c, &r);
+        if (rc != 0) {
+            if (rc > 0) {
+                dlock__reply_clear(&r);
+            }
+            return 0;
+        }
+        if (c->owed == 0) {
+            return !stray_bytes(c);
+        }
+        short events;
+        if ((rc = read_now(c, &events)) != DLOCK_OK) {
+            return rc == DLOCK__AGAIN;
+        }
+    }
+}
+
 static int resp_alive(dlock__conn *c) {
+    if (c->owed > 0) {
+        if (!settle(c)) {
+            return 0;
+        }
+        if (c->owed > 0) {
+            return 1; /* a reply still on its way, which the next request's read drops */
+        }
+    }
+    if (stray_bytes(c)) {
+        return 0;
+    }
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
     if (poll(&p, 1, 0) == 0) {
         return 1;
@@ -495,6 +712,7 @@ static void resp_close(dlock__conn *c) {
     if (c->reader != NULL) {
         redisReaderFree(c->reader);
     }
+    free(c->out);
     free(c);
 }
 
@@ -621,4 +839,8 @@ const dlock__transport dlock__resp_transport = {
     .alive = resp_alive,
     .close = resp_close,
     .read = resp_read,
+    .send = resp_send,
+    .recv = resp_recv,
+    .fd = resp_fd,
+    .abandon = resp_abandon,
 };

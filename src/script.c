@@ -76,10 +76,28 @@ static int run_once(dlock_client *c, int argc, const char **av, const size_t *al
     return rc;
 }
 
+int dlock__script_argv(dlock__script *s, int full, int nkeys, int argc, const char **argv,
+                       const size_t *lens, const char **av, size_t *al, char nk[12]) {
+    pthread_once(&sha_once, init_shas);
+    snprintf(nk, 12, "%d", nkeys);
+    av[0] = full ? "EVAL" : "EVALSHA";
+    av[1] = full ? s->body : s->sha;
+    av[2] = nk;
+    al[0] = full ? 4 : 7;
+    al[1] = full ? strlen(s->body) : 40;
+    al[2] = strlen(nk);
+    memcpy(av + 3, argv, (size_t)argc * sizeof *av);
+    memcpy(al + 3, lens, (size_t)argc * sizeof *al);
+    return argc + 3;
+}
+
+int dlock__script_missing(const dlock__reply *r) {
+    return r->type == DLOCK__REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
 int dlock__script_run_then(dlock_client *c, dlock__script *s, int nkeys, int argc,
                            const char **argv, const size_t *lens, const dlock__cmd *after,
                            dlock__reply *reply, dlock__reply *after_reply, int *sent) {
-    pthread_once(&sha_once, init_shas);
     enum { MAX_ARGS = 16 };
     if (argc > MAX_ARGS - 3) {
         return dlock__err(DLOCK_EINVAL, "internal: too many script arguments");
@@ -87,18 +105,9 @@ int dlock__script_run_then(dlock_client *c, dlock__script *s, int nkeys, int arg
     const char *av[MAX_ARGS];
     size_t al[MAX_ARGS];
     char nk[12];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    av[0] = "EVALSHA";
-    av[1] = s->sha;
-    av[2] = nk;
-    al[0] = 7;
-    al[1] = 40;
-    al[2] = strlen(nk);
-    memcpy(av + 3, argv, (size_t)argc * sizeof *av);
-    memcpy(al + 3, lens, (size_t)argc * sizeof *al);
-    int rc = run_once(c, argc + 3, av, al, after, reply, after_reply, sent);
-    if (rc != DLOCK_OK || reply->type != DLOCK__REPLY_ERROR ||
-        strncmp(reply->str, "NOSCRIPT", 8) != 0) {
+    int n = dlock__script_argv(s, 0, nkeys, argc, argv, lens, av, al, nk);
+    int rc = run_once(c, n, av, al, after, reply, after_reply, sent);
+    if (rc != DLOCK_OK || !dlock__script_missing(reply)) {
         return rc;
     }
     /* NOSCRIPT means the script did not run, so sending it in full is safe (and so is running
@@ -107,9 +116,6 @@ int dlock__script_run_then(dlock_client *c, dlock__script *s, int nkeys, int arg
     if (after != NULL) {
         dlock__reply_clear(after_reply);
     }
-    av[0] = "EVAL";
-    av[1] = s->body;
-    al[0] = 4;
-    al[1] = strlen(s->body);
-    return run_once(c, argc + 3, av, al, after, reply, after_reply, sent);
+    n = dlock__script_argv(s, 1, nkeys, argc, argv, lens, av, al, nk);
+    return run_once(c, n, av, al, after, reply, after_reply, sent);
 }

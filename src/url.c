@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -375,4 +376,38 @@ void dlock__url_free(dlock__url *u) {
         free(u->password);
     }
     memset(u, 0, sizeof *u);
+}
+
+static void add_host(char *buf, size_t size, const char *host, int port) {
+    size_t n = strlen(buf);
+    snprintf(buf + n, size - n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+void dlock__url_display(const dlock__url *u, char *buf, size_t size) {
+    int tls = u->scheme == DLOCK__SCHEME_REDISS;
+    switch (u->scheme) {
+    case DLOCK__SCHEME_UNIX:
+        snprintf(buf, size, "unix://%s", u->path);
+        break;
+    case DLOCK__SCHEME_HTTP:
+    case DLOCK__SCHEME_HTTPS:
+        snprintf(buf, size, "%s", u->path);
+        return;
+    default:
+        snprintf(buf, size, "%s%s://", tls ? "rediss" : "redis", u->sentinel ? "-sentinel" : "");
+        add_host(buf, size, u->host, u->port);
+        for (size_t i = 0; i < u->nextra; i++) {
+            size_t n = strlen(buf);
+            snprintf(buf + n, size - n, ",");
+            add_host(buf, size, u->extra[i].host, u->extra[i].port);
+        }
+    }
+    size_t n = strlen(buf);
+    if (u->db != 0) {
+        snprintf(buf + n, size - n, "/%d", u->db);
+        n = strlen(buf);
+    }
+    if (u->sentinel) {
+        snprintf(buf + n, size - n, "#%.100s", u->master_name);
+    }
 }

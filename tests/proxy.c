@@ -30,8 +30,8 @@ typedef struct pair {
 
 struct dlt_proxy {
     int listen_fd, port, upstream_port;
-    atomic_int cut, cuts_done, cut_all, stop;
-    pthread_mutex_t mu; /* guards pattern and delay_ms */
+    atomic_int cut, cut_keep, cuts_done, cut_all, stop; /* cut_keep: bytes delivered first */
+    pthread_mutex_t mu;                                 /* guards pattern and delay_ms */
     char pattern[64];
     int64_t delay_ms;
     pthread_t thread;
@@ -114,6 +114,12 @@ static int relay_reply(dlt_proxy *p, pair *q) {
     int expected = 1;
     if (atomic_compare_exchange_strong(&p->cut, &expected, 0)) {
         atomic_fetch_add(&p->cuts_done, 1);
+        char part[16384];
+        ssize_t n = atomic_load(&p->cut_keep) > 0 ? read(q->server, part, sizeof part) : 0;
+        if (n > 0) {
+            size_t keep = (size_t)atomic_load(&p->cut_keep);
+            write_all(q->client, part, (size_t)n < keep ? (size_t)n : keep);
+        }
         return 0;
     }
     char buf[16384];
@@ -227,6 +233,11 @@ int dlt_proxy_port(const dlt_proxy *p) {
 }
 
 void dlt_proxy_cut_next_reply(dlt_proxy *p) {
+    dlt_proxy_cut_next_reply_after(p, 0);
+}
+
+void dlt_proxy_cut_next_reply_after(dlt_proxy *p, int bytes) {
+    atomic_store(&p->cut_keep, bytes);
     atomic_store(&p->cut, 1);
 }
 

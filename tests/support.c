@@ -19,7 +19,7 @@
 
 /* ---- Environment ------------------------------------------------------------------------- */
 
-#define DLT_MAX_VARS 64
+#define DLT_MAX_VARS 256
 
 static struct {
     char *key;
@@ -39,13 +39,9 @@ static void dlt_env_free(void) {
     dlt_nvars = 0;
 }
 
-static void dlt_env_load(void) {
-    const char *dir = getenv("DLOCK_TEST_ENV_DIR");
-    if (dir == NULL || dir[0] == '\0') {
-        return;
-    }
+static void dlt_env_load_file(const char *dir, size_t dirlen) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/env", dir);
+    snprintf(path, sizeof path, "%.*s/env", (int)dirlen, dir);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         return;
@@ -63,6 +59,22 @@ static void dlt_env_load(void) {
         dlt_nvars++;
     }
     fclose(f);
+}
+
+/* DLOCK_TEST_ENV_DIR may name several fixtures' directories, separated by ':' (a test that
+ * needs the quorum servers and a Cluster, say); a key found in an earlier one wins. */
+static void dlt_env_load(void) {
+    const char *dir = getenv("DLOCK_TEST_ENV_DIR");
+    if (dir == NULL || dir[0] == '\0') {
+        return;
+    }
+    for (const char *d = dir; *d != '\0';) {
+        size_t n = strcspn(d, ":");
+        if (n > 0) {
+            dlt_env_load_file(d, n);
+        }
+        d += n + (d[n] == ':');
+    }
     atexit(dlt_env_free);
 }
 

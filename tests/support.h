@@ -25,8 +25,9 @@
 
 /* ---- Environment written by harness/redis-env.sh ---------------------------------------- */
 
-/* The value of KEY from $DLOCK_TEST_ENV_DIR/env (loaded on first use), or NULL when the file or
- * the key is missing. The process environment overrides the file, so a developer can point a
+/* The value of KEY from $DLOCK_TEST_ENV_DIR/env (loaded on first use; DLOCK_TEST_ENV_DIR may
+ * list several directories separated by ':', the first with the key wins), or NULL when the file
+ * or the key is missing. The process environment overrides the file, so a developer can point a
  * single test at another server. */
 const char *dlt_env(const char *key);
 

@@ -1,7 +1,13 @@
 /* Redlock (dlock_client_open_quorum) against five independent redis-servers with AOF
- * (tests/harness/quorum-env.sh), which the tests kill -9, restart, SIGSTOP and SIGCONT. */
+ * (tests/harness/quorum-env.sh), which the tests kill -9, restart, SIGSTOP and SIGCONT, some of
+ * them behind the tests' proxy (tests/proxy.h), which delays replies or cuts them short.
+ * `test_quorum members` runs the tests whose members are of every kind dlock takes (a Cluster
+ * seed, a Sentinel group, TLS, unix), against the redis, cluster and sentinel fixtures too. */
+#include "proxy.h"
+#include "quorum_impl.h" /* dlock__quorum_paths: which way each member request went */
 #include "support.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -146,6 +152,35 @@ static dlock_client *q_open(const dlock_client_options *o) {
     return q_open_n(N, o);
 }
 
+/* A quorum client on exactly these URLs. */
+static dlock_client *q_open_urls(const char *const *urls, int n, const dlock_client_options *o) {
+    dlock_client *c = NULL;
+    int rc = dlock_client_open_quorum(&c, urls, (size_t)n, o);
+    if (rc != DLOCK_OK) {
+        fail_msg("dlock_client_open_quorum = %d: %s", rc, dlock_errmsg());
+    }
+    return c;
+}
+
+/* Requests to member i (-1: all) of c so far that went the poll path (*threaded: the member's
+ * thread). */
+static long polled_i(dlock_client *c, int i, long *threaded) {
+    long p, t;
+    dlock__quorum_paths(c, i, &p, &t);
+    if (threaded != NULL) {
+        *threaded = t;
+    }
+    return p;
+}
+
+static long polled(dlock_client *c, long *threaded) {
+    return polled_i(c, -1, threaded);
+}
+
+static void proxy_url(char *buf, size_t size, const dlt_proxy *p) {
+    snprintf(buf, size, "redis://127.0.0.1:%d", dlt_proxy_port(p));
+}
+
 /* ---- tests ---- */
 
 static void test_open_rules(void **unused) {
@@ -256,9 +291,192 @@ static void test_cycle_on_all(void **unused) {
     assert_int_equal(st, DLOCK_FREE);
     dlt_assert_rc(dlock_lock_inspect(c, id, NULL, &info), DLOCK_OK);
     assert_false(info.held);
+    /* Five healthy TCP servers: every member request of the seven calls above that reach the
+     * servers (a release or status of a handle that holds nothing does not) went the poll path,
+     * and so did the undo of the refused acquire on servers that had not answered yet. */
+    long threaded;
+    assert_true(polled(c, &threaded) >= 5 * 7);
+    assert_int_equal(threaded, 0);
     dlock_lock_free(other);
     dlock_lock_free(l);
     dlock_client_close(c);
+}
+
+/* The poll path sends scripts as EVALSHA and, on NOSCRIPT (the servers' caches flushed), sends
+ * them in full on the same connection, within the same round. */
+static void test_noscript_on_poll_path(void **unused) {
+    (void)unused;
+    dlock_client *c = q_open(NULL);
+    const char *id = dlt_id("q-noscript");
+    dlock_lock_options lo = {.attempts = 1, .fencing = 1};
+    dlock_lock *l = dlt_lock_new(c, id, &lo);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++) {
+            redisContext *raw = dlt_raw_connect(q_port(i), NULL);
+            freeReplyObject(dlt_raw_cmd(raw, "SCRIPT FLUSH"));
+            redisFree(raw);
+        }
+        dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+        assert_true(dlock_lock_fencing_token(l) >= 1);
+        dlt_assert_rc(dlock_lock_extend(l, 1000), DLOCK_OK);
+        dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    }
+    long threaded;
+    assert_true(polled(c, &threaded) > 0);
+    assert_int_equal(threaded, 0);
+    dlock_lock_free(l);
+    dlock_client_close(c);
+}
+
+/* Server 1 behind a proxy that delivers its replies `delay_ms` late (once a connection has sent
+ * a SET); the others direct. */
+static dlock_client *open_with_late_first(dlt_proxy **px, int64_t delay_ms, int timeout_ms) {
+    *px = dlt_proxy_start(q_port(0));
+    dlt_proxy_delay_after(*px, "SET", delay_ms);
+    static char first[64];
+    proxy_url(first, sizeof first, *px);
+    const char *urls[N] = {first, q_url(1), q_url(2), q_url(3), q_url(4)};
+    dlock_client_options co = {.quorum_timeout_ms = timeout_ms};
+    return q_open_urls(urls, N, &co);
+}
+
+/* A server that answers after the round was decided keeps its connection on the poll path, and
+ * its late reply is dropped before its next one is read. Here the release needs that server's
+ * answer (two others are paused, and time out): taking the acquire's late "OK" for the release's
+ * answer would fail the release. */
+static void test_late_reply_is_dropped(void **unused) {
+    (void)unused;
+    dlt_proxy *px;
+    dlock_client *c = open_with_late_first(&px, 150, (int)dlt_slow(1000));
+    const char *id = dlt_id("q-late");
+    dlock_lock_options lo = {.attempts = 1};
+    dlock_lock *l = dlt_lock_new(c, id, &lo);
+    for (int k = 0; k < 3; k++) {
+        dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK); /* decided before server 1 answers */
+        long t0, t1, p0 = polled_i(c, 0, &t0);
+        q_pause(3);
+        q_pause(4);
+        dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+        /* Server 1's connection was reused for it: no thread, no reconnect. */
+        assert_int_equal(polled_i(c, 0, &t1), p0 + 1);
+        assert_int_equal(t1, t0);
+        assert_null(key_on(0, id));
+        q_up(3);
+        q_up(4);
+        dlt_sleep_ms(50);
+    }
+    /* The connection with the late reply breaks before the next request: that request finds it
+     * dead (not merely busy) and reconnects on server 1's thread, so its answer still counts. */
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    long t0, t1;
+    polled_i(c, 0, &t0);
+    dlt_proxy_cut_all(px);
+    dlt_sleep_ms(100);
+    q_pause(3);
+    q_pause(4);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    polled_i(c, 0, &t1);
+    assert_int_equal(t1, t0 + 1);
+    assert_null(key_on(0, id));
+    dlock_lock_free(l);
+    dlock_client_close(c);
+    dlt_proxy_stop(px);
+}
+
+/* A server that answers only after the member timeout counts as failed and is named, the call
+ * does not wait for it, and its connection is closed, so that its late reply is never read as
+ * the answer to another request. */
+static void test_reply_after_member_timeout(void **unused) {
+    (void)unused;
+    dlt_proxy *px;
+    const int timeout = (int)dlt_slow(100);
+    dlock_client *c = open_with_late_first(&px, 4 * timeout, timeout);
+    const char *id = dlt_id("q-too-late");
+    dlock_lock_options lo = {.attempts = 1};
+    dlock_lock *l = dlt_lock_new(c, id, &lo);
+    raw_set(3, id, "someone-else", 10000);
+    raw_set(4, id, "someone-else", 10000);
+    int64_t t0 = dlt_now_ms();
+    int rc = dlock_lock_acquire(l, NULL); /* 2 yes, 2 no: server 1 decides, and is too late */
+    int64_t took = dlt_now_ms() - t0;
+    assert_true(rc < 0);
+    char port[16];
+    snprintf(port, sizeof port, ":%d", dlt_proxy_port(px));
+    const char *msg = dlock_errmsg();
+    assert_true(dlt_contains(msg, "2 said no, 1 failed"));
+    assert_true(dlt_contains(msg, port));
+    assert_true(dlt_contains(msg, "no reply within"));
+    assert_true(took >= timeout && took < 3 * timeout);
+    assert_null(key_on(1, id)); /* the failed attempt's undo */
+    assert_null(key_on(2, id));
+    assert_null(key_on(0, id)); /* server 1 ran the SET; the undo (a new connection) deleted it */
+    /* Every server's answer counts for inspect: a failed one would leave it undecided (2 held
+     * + 1 failed could be a majority). So server 1 answered, and with its own reply. */
+    dlock_lock_info info;
+    dlt_assert_rc(dlock_lock_inspect(c, id, NULL, &info), DLOCK_OK);
+    assert_false(info.held);
+    /* With the others free, server 1 is not needed: the acquire is decided without it. */
+    for (int i = 3; i < N; i++) {
+        redisContext *raw = dlt_raw_connect(q_port(i), NULL);
+        dlt_raw_del(raw, id, strlen(id));
+        redisFree(raw);
+    }
+    for (int k = 0; k < 3; k++) {
+        t0 = dlt_now_ms();
+        dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+        assert_true(dlt_now_ms() - t0 < timeout);
+        dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    }
+    dlock_lock_free(l);
+    dlock_client_close(c);
+    dlt_proxy_stop(px);
+}
+
+/* A connection cut in the middle of a reply (part of it read, then EOF) fails that member only,
+ * named; the next request reconnects. Both a status reply (SET) and an array (the fenced
+ * acquire's script) are cut short. */
+static void test_reply_cut_midway(void **unused) {
+    (void)unused;
+    dlt_proxy *px = dlt_proxy_start(q_port(0));
+    char first[64], port[16];
+    proxy_url(first, sizeof first, px);
+    snprintf(port, sizeof port, ":%d", dlt_proxy_port(px));
+    const char *urls[N] = {first, q_url(1), q_url(2), q_url(3), q_url(4)};
+    dlock_client *c = q_open_urls(urls, N, NULL);
+    for (int fenced = 0; fenced < 2; fenced++) {
+        const char *id = dlt_id("q-cut");
+        dlock_lock_options lo = {.attempts = 1, .fencing = fenced};
+        dlock_lock *l = dlt_lock_new(c, id, &lo);
+        if (fenced) { /* load the scripts, so that the cut hits the script's reply */
+            dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+            dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+        }
+        raw_set(3, id, "someone-else", 10000);
+        raw_set(4, id, "someone-else", 10000);
+        int cuts = dlt_proxy_cuts_done(px);
+        dlt_proxy_cut_next_reply_after(px, fenced ? 6 : 2); /* "*2\r\n:1" / "+O" */
+        int rc = dlock_lock_acquire(l, NULL);
+        assert_true(rc < 0);
+        assert_int_equal(dlt_proxy_cuts_done(px), cuts + 1);
+        const char *msg = dlock_errmsg();
+        assert_true(dlt_contains(msg, "2 said no, 1 failed"));
+        assert_true(dlt_contains(msg, port));
+        assert_true(dlt_contains(msg, "connection"));
+        for (int i = 0; i < 3; i++) {
+            assert_null(key_on(i, id)); /* the undo reached server 1 on a new connection */
+        }
+        for (int i = 3; i < N; i++) {
+            redisContext *raw = dlt_raw_connect(q_port(i), NULL);
+            dlt_raw_del(raw, id, strlen(id));
+            redisFree(raw);
+        }
+        dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+        assert_int_equal(wait_holding(id, dlock_lock_token(l), 5), 5);
+        dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+        dlock_lock_free(l);
+    }
+    dlock_client_close(c);
+    dlt_proxy_stop(px);
 }
 
 /* The majority holds with two of five down (one killed, one silent). */
@@ -338,6 +556,7 @@ static void test_silent_server_does_not_delay(void **unused) {
         dlock_lock_free(l);
     }
     print_message("slowest acquire with a silent server: %lld ms\n", (long long)worst);
+    assert_true(polled(c, NULL) > 0); /* the four live servers on the poll path */
     /* The member timeout is 100 ms for a 10 s lease: deciding without the silent server means
      * well under it (a loaded machine may add tens of ms). */
     assert_true(worst < dlt_slow(80));
@@ -555,7 +774,190 @@ static void test_wait_polls(void **unused) {
     dlock_client_close(c);
 }
 
-int main(void) {
+/* Threads sharing one quorum client run their calls at once (each takes its own pooled
+ * connection to every server, or goes to a server's thread when there is none yet). */
+typedef struct sharer {
+    dlock_client *c;
+    int k, cycles, failures;
+    char msg[256];
+} sharer;
+
+static void *share_main(void *arg) {
+    sharer *s = arg;
+    dlock_lock_options lo = {.attempts = 1, .fencing = s->k % 2};
+    char id[96];
+    snprintf(id, sizeof id, "%s", dlt_id("q-share"));
+    dlock_lock *l = NULL;
+    if (dlock_lock_new(&l, s->c, id, &lo) != DLOCK_OK) {
+        s->failures = s->cycles;
+        return NULL;
+    }
+    for (int i = 0; i < s->cycles; i++) {
+        int rc = dlock_lock_acquire(l, NULL);
+        if (rc == DLOCK_OK) {
+            rc = dlock_lock_release(l);
+        }
+        if (rc != DLOCK_OK && s->failures++ == 0) {
+            snprintf(s->msg, sizeof s->msg, "%s: %s", dlock_strerror(rc), dlock_errmsg());
+        }
+    }
+    dlock_lock_free(l);
+    return NULL;
+}
+
+static void test_threads_share_client(void **unused) {
+    (void)unused;
+    dlock_client *c = q_open(NULL);
+    enum { THREADS = 4 };
+    sharer s[THREADS];
+    pthread_t t[THREADS];
+    for (int k = 0; k < THREADS; k++) {
+        s[k] = (sharer){.c = c, .k = k, .cycles = (int)(dlt_slow(1) > 1 ? 20 : 200)};
+        assert_int_equal(pthread_create(&t[k], NULL, share_main, &s[k]), 0);
+    }
+    for (int k = 0; k < THREADS; k++) {
+        pthread_join(t[k], NULL);
+    }
+    for (int k = 0; k < THREADS; k++) {
+        if (s[k].failures != 0) {
+            fail_msg("thread %d: %d of %d cycles failed, the first: %s", k, s[k].failures,
+                     s[k].cycles, s[k].msg);
+        }
+    }
+    long threaded, p = polled(c, &threaded);
+    print_message("%ld member requests on the poll path, %ld on the servers' threads\n", p,
+                  threaded);
+    assert_true(p > 0);
+    dlock_client_close(c);
+}
+
+/* ---- members of every kind (issue 12): `test_quorum members` ---- */
+
+/* 1 if the member (a client of its own) holds id with token (NULL: with any token). */
+static int member_holds(dlock_client *mc, const char *id, const char *token) {
+    dlock_lock_info info;
+    dlt_assert_rc(dlock_lock_inspect(mc, id, token, &info), DLOCK_OK);
+    return info.held && (token == NULL || info.token_matches);
+}
+
+/* Waits until `want` of the members hold id with token (the slower ones land after the call). */
+static int members_holding(dlock_client *const *mc, int n, const char *id, const char *token,
+                           int want) {
+    int held = 0;
+    for (int64_t t0 = dlt_now_ms(); dlt_now_ms() - t0 < dlt_slow(2000); dlt_sleep_ms(10)) {
+        held = 0;
+        for (int i = 0; i < n; i++) {
+            held += member_holds(mc[i], id, token);
+        }
+        if (held == want) {
+            break;
+        }
+    }
+    return held;
+}
+
+/* A Redlock whose members are a TCP server, a Redis Cluster (seed URL), a Sentinel group, a TLS
+ * server (behind the proxy, database 2) and a unix socket (database 3): the Cluster and Sentinel
+ * members go through their threads (their routing needs the whole exec), the others the poll
+ * path, TLS included. Each member counts: with two members held by someone else, the lock is
+ * taken only with the Cluster's and the Sentinel group's yes. A TLS reply cut in the middle of
+ * a record fails that member only. */
+static void test_members_of_every_kind(void **unused) {
+    (void)unused;
+    const char *ca = dlt_env_require("DLOCK_TEST_CA");
+    char tls_port[16];
+    snprintf(tls_port, sizeof tls_port, "%s", dlt_env_require("DLOCK_TEST_TLS_PORT"));
+    dlt_proxy *px = dlt_proxy_start(atoi(tls_port));
+    char tls[128], unix_url[600];
+    snprintf(tls, sizeof tls, "rediss://127.0.0.1:%d/2", dlt_proxy_port(px));
+    snprintf(unix_url, sizeof unix_url, "%s?db=3", dlt_env_require("DLOCK_TEST_UNIX"));
+    const char *urls[N] = {q_url(0), dlt_env_require("DLOCK_TEST_CLUSTER_URL"),
+                           dlt_env_require("DLOCK_TEST_SENTINEL_URL"), tls, unix_url};
+    dlock_client_options co = {.tls_ca_file = ca, .quorum_timeout_ms = (int)dlt_slow(200)};
+    dlock_client *c = q_open_urls(urls, N, &co);
+    const char *shown = dlock_client_server(c);
+    assert_true(dlt_contains(shown, "redis-sentinel://"));
+    assert_true(dlt_contains(shown, dlt_env_require("DLOCK_TEST_SENTINEL_MASTER")));
+    assert_true(dlt_contains(shown, "rediss://"));
+    assert_true(dlt_contains(shown, "unix://"));
+    dlock_client *mc[N];
+    for (int i = 0; i < N; i++) {
+        mc[i] = dlt_open(urls[i], &co);
+    }
+
+    const char *id = dlt_id("q-members");
+    dlock_lock_options lo = {.attempts = 1, .fencing = 1};
+    dlock_lock *l = dlt_lock_new(c, id, &lo);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    assert_true(dlock_lock_fencing_token(l) >= 1);
+    assert_int_equal(members_holding(mc, N, id, dlock_lock_token(l), N), N);
+    dlt_assert_rc(dlock_lock_extend(l, 2000), DLOCK_OK);
+    dlock_state st;
+    dlt_assert_rc(dlock_lock_status(l, &st), DLOCK_OK);
+    assert_int_equal(st, DLOCK_ACQUIRED);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    assert_int_equal(members_holding(mc, N, id, NULL, 0), 0);
+    long threaded[N];
+    for (int i = 0; i < N; i++) {
+        long p = polled_i(c, i, &threaded[i]);
+        /* TCP, TLS and unix on the poll path; Cluster and Sentinel on their threads. */
+        assert_true(i == 1 || i == 2 ? p == 0 && threaded[i] > 0 : p > 0 && threaded[i] == 0);
+    }
+
+    /* Someone else holds the TLS and unix members: the Cluster's and Sentinel's yes decide. */
+    dlock_lock_options other_o = {.attempts = 1, .lease_ms = 20000};
+    dlock_lock *other[3] = {dlt_lock_new(mc[3], id, &other_o), dlt_lock_new(mc[4], id, &other_o),
+                            dlt_lock_new(mc[0], id, &other_o)};
+    dlt_assert_rc(dlock_lock_acquire(other[0], NULL), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_acquire(other[1], NULL), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    assert_int_equal(members_holding(mc, 3, id, dlock_lock_token(l), 3), 3);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+
+    /* ... and with the TCP server down, they are one short: an error naming it, not "held". */
+    q_kill(0);
+    int rc = dlock_lock_acquire(l, NULL);
+    assert_true(rc < 0);
+    char port[24];
+    snprintf(port, sizeof port, ":%d", q_port(0));
+    assert_true(
+        dlt_contains(dlock_errmsg(), "2 of 5 servers said yes, 3 needed; 2 said no, 1 failed"));
+    assert_true(dlt_contains(dlock_errmsg(), port));
+    assert_int_equal(members_holding(mc + 1, 2, id, NULL, 0), 0); /* undone on both */
+    q_up(0);
+
+    /* A TLS reply cut short (3 bytes of a record, then EOF) when its answer is needed: the TCP
+     * and unix members are held by someone else now, and the TLS member is free. */
+    dlt_assert_rc(dlock_lock_release(other[0]), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_acquire(other[2], NULL), DLOCK_OK);
+    int cuts = dlt_proxy_cuts_done(px);
+    dlt_proxy_cut_next_reply_after(px, 3);
+    rc = dlock_lock_acquire(l, NULL);
+    assert_true(rc < 0);
+    assert_int_equal(dlt_proxy_cuts_done(px), cuts + 1);
+    snprintf(port, sizeof port, ":%d/2", dlt_proxy_port(px));
+    assert_true(
+        dlt_contains(dlock_errmsg(), "2 of 5 servers said yes, 3 needed; 2 said no, 1 failed"));
+    assert_true(dlt_contains(dlock_errmsg(), port));
+    assert_false(member_holds(mc[3], id, NULL)); /* undone on a new connection */
+    dlt_assert_rc(dlock_lock_release(other[1]), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(other[2]), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_acquire(l, NULL), DLOCK_OK);
+    assert_int_equal(members_holding(mc, N, id, dlock_lock_token(l), N), N);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+
+    for (int i = 0; i < 3; i++) {
+        dlock_lock_free(other[i]);
+    }
+    dlock_lock_free(l);
+    for (int i = 0; i < N; i++) {
+        dlock_client_close(mc[i]);
+    }
+    dlock_client_close(c);
+    dlt_proxy_stop(px);
+}
+
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_four_servers, setup, teardown),
@@ -568,6 +970,17 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_auto_renew_across_quorum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_polls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fencing_survives_minorities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_noscript_on_poll_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_reply_is_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_after_member_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_cut_midway, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_share_client, setup, teardown),
     };
+    const struct CMUnitTest members[] = {
+        cmocka_unit_test_setup_teardown(test_members_of_every_kind, setup, teardown),
+    };
+    if (argc > 1 && strcmp(argv[1], "members") == 0) {
+        return cmocka_run_group_tests_name("members", members, NULL, NULL);
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
