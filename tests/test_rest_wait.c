@@ -208,6 +208,77 @@ static void test_stream_refused(void **state) {
     dlock_client_close(c);
 }
 
+/* Calls of one Redis command so far (INFO commandstats; a script's own calls count too). Only
+ * meaningful because the suite runs alone (RUN_SERIAL). */
+static long long calls_of(redisContext *raw, const char *cmd) {
+    redisReply *r = dlt_raw_cmd(raw, "INFO commandstats");
+    char want[64];
+    snprintf(want, sizeof want, "cmdstat_%s:calls=", cmd);
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, want) : NULL;
+    long long n = p != NULL ? atoll(p + strlen(want)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static long long scripts_run(redisContext *raw) {
+    return calls_of(raw, "evalsha") + calls_of(raw, "eval");
+}
+
+static void cycle(dlock_lock *l) {
+    dlock_acquire_options ao = {.wait_ms = 2000};
+    dlt_assert_rc(dlock_lock_acquire(l, &ao), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+}
+
+/* While a handle's blocking acquires find the lock free they cost what a plain acquire does:
+ * SET NX PX, no queue script, no stream. Once one has waited, the next goes straight to the
+ * queue (no SET NX first, which under contention would be a wasted request each time); a queued
+ * try that finds the lock free switches the handle back. Without the plain first try every
+ * uncontended cycle ran two scripts and opened a stream. */
+static void test_uncontended_wait_is_plain(void **state) {
+    (void)state;
+    dlock_client *c = open_at("", 0);
+    redisContext *raw = dlt_raw_plain();
+    const char *id = dlt_id("rest-plain");
+    dlock_lock *l = dlt_lock_new(c, id, NULL), *holder = dlt_lock_new(c, id, NULL);
+    long streams0 = gateway_streams();
+    long long scripts0 = scripts_run(raw);
+    for (int i = 0; i < 5; i++) {
+        cycle(l);
+    }
+    assert_int_equal(scripts_run(raw) - scripts0, 5); /* the releases */
+    assert_int_equal(gateway_streams() - streams0, 0);
+
+    /* Contended: l waits for the holder and is handed the lock. */
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w = {0};
+    waiter_start(&w, l, 5000);
+    dlt_await_queue_len(raw, id, 1);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    /* Having waited, l queues at once: no SET reaches Redis before its entry does. */
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    long long sets0 = calls_of(raw, "set");
+    waiter_start(&w, l, 5000);
+    dlt_await_queue_len(raw, id, 1);
+    assert_int_equal(calls_of(raw, "set") - sets0, 0);
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    dlt_assert_rc(dlock_lock_release(l), DLOCK_OK);
+    /* Free again: the next acquire is a queued try that takes it (2 scripts with the release),
+     * and the one after that is plain again (1). */
+    scripts0 = scripts_run(raw);
+    cycle(l);
+    assert_int_equal(scripts_run(raw) - scripts0, 2);
+    cycle(l);
+    assert_int_equal(scripts_run(raw) - scripts0, 3);
+    dlock_lock_free(l);
+    dlock_lock_free(holder);
+    redisFree(raw);
+    dlock_client_close(c);
+}
+
 /* ---- hand-off ---- */
 
 /* Five waiters queue one after another; the holder releases and each waiter releases in turn.
@@ -468,7 +539,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_stream),        cmocka_unit_test(test_stream_refused),
         cmocka_unit_test(test_fifo_order),    cmocka_unit_test(test_lost_grant),
         cmocka_unit_test(test_broken_stream), cmocka_unit_test(test_timeout_races_grant),
-        cmocka_unit_test(test_dead_waiter),   cmocka_unit_test(test_all_http2),
+        cmocka_unit_test(test_dead_waiter),   cmocka_unit_test(test_uncontended_wait_is_plain),
+        cmocka_unit_test(test_all_http2),
     };
     int rc =
         cmocka_run_group_tests_name(g_h2 ? "rest_wait_h2" : "rest_wait_http", tests, NULL, NULL);
