@@ -17,12 +17,14 @@
 /* One measured run of acquire+release cycles on one id through a REST gateway. */
 typedef struct rest_row {
     double cycles_per_s;
-    double p50_ms, p99_ms; /* the wait for the lock (acquire's time) */
-    double fairness;       /* fewest / most cycles per worker */
-    double commands;       /* per cycle, counted by the gateway (GET /gateway-stats): HTTP
-                            * commands (a pipeline counts each) plus SSE streams opened */
-    double streams;        /* of those, streams opened, per cycle */
-    double messages;       /* SSE messages the gateway sent, per cycle */
+    double p50_ms, p99_ms;           /* the wait for the lock (acquire's time) */
+    double hand_p50_ms, hand_p99_ms; /* a hand-off: release called -> the next holder's acquire
+                                      * returned (W > 1); a wait is W - 1 of them in a row */
+    double fairness;                 /* fewest / most cycles per worker */
+    double commands;                 /* per cycle, counted by the gateway (GET /gateway-stats): HTTP
+                                      * commands (a pipeline counts each) plus SSE streams opened */
+    double streams;                  /* of those, streams opened, per cycle */
+    double messages;                 /* SSE messages the gateway sent, per cycle */
     uint64_t cycles, overlaps, errors;
 } rest_row;
 
@@ -67,13 +69,14 @@ typedef struct shared {
     uint64_t end_ns;
     atomic_int ready, go, inside;
     atomic_ulong overlaps;
+    _Atomic uint64_t released_at; /* now_ns() when the last holder called release */
 } shared;
 
 typedef struct worker {
     shared *sh;
     pthread_t th;
-    uint64_t count, errors, nsamp;
-    uint64_t *samp;
+    uint64_t count, errors, nsamp, nhand;
+    uint64_t *samp, *hand;
 } worker;
 
 static void *work(void *arg) {
@@ -105,6 +108,12 @@ static void *work(void *arg) {
         if (w->nsamp < MAX_SAMP) {
             w->samp[w->nsamp++] = t1 - t0;
         }
+        /* A release made while this call waited handed the lock to it (FIFO). */
+        uint64_t rel = atomic_load(&sh->released_at);
+        if (rel > t0 && w->nhand < MAX_SAMP) {
+            w->hand[w->nhand++] = t1 - rel;
+        }
+        atomic_store(&sh->released_at, now_ns());
         if (dlock_lock_release(l) != DLOCK_OK) {
             w->errors++;
         }
@@ -113,30 +122,40 @@ static void *work(void *arg) {
     return NULL;
 }
 
-static void summarise(worker *w, int n, double secs, rest_row *out) {
-    uint64_t total = 0, lo = UINT64_MAX, hi = 0, nsamp = 0;
+/* p50 and p99 in ms of the samples the workers kept in samp (hand = 0) or hand (hand = 1). */
+static void percentiles(const worker *w, int n, int hand, double *p50, double *p99) {
+    uint64_t total = 0, k = 0;
     for (int i = 0; i < n; i++) {
-        total += w[i].count;
-        lo = w[i].count < lo ? w[i].count : lo;
-        hi = w[i].count > hi ? w[i].count : hi;
-        nsamp += w[i].nsamp;
-        out->errors += w[i].errors;
+        total += hand ? w[i].nhand : w[i].nsamp;
     }
-    uint64_t *all = malloc((nsamp ? nsamp : 1) * sizeof *all), k = 0;
+    uint64_t *all = malloc((total ? total : 1) * sizeof *all);
     if (all == NULL) {
         die("out of memory");
     }
     for (int i = 0; i < n; i++) {
-        memcpy(all + k, w[i].samp, w[i].nsamp * sizeof *all);
-        k += w[i].nsamp;
+        uint64_t m = hand ? w[i].nhand : w[i].nsamp;
+        memcpy(all + k, hand ? w[i].hand : w[i].samp, m * sizeof *all);
+        k += m;
     }
-    qsort(all, nsamp, sizeof *all, cmp_u64);
+    qsort(all, total, sizeof *all, cmp_u64);
+    *p50 = total ? (double)all[(total - 1) / 2] / 1e6 : 0;
+    *p99 = total ? (double)all[(size_t)((double)(total - 1) * 0.99)] / 1e6 : 0;
+    free(all);
+}
+
+static void summarise(worker *w, int n, double secs, rest_row *out) {
+    uint64_t total = 0, lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < n; i++) {
+        total += w[i].count;
+        lo = w[i].count < lo ? w[i].count : lo;
+        hi = w[i].count > hi ? w[i].count : hi;
+        out->errors += w[i].errors;
+    }
     out->cycles = total;
     out->cycles_per_s = (double)total / secs;
     out->fairness = hi > 0 ? (double)lo / (double)hi : 0;
-    out->p50_ms = nsamp ? (double)all[(nsamp - 1) / 2] / 1e6 : 0;
-    out->p99_ms = nsamp ? (double)all[(size_t)((double)(nsamp - 1) * 0.99)] / 1e6 : 0;
-    free(all);
+    percentiles(w, n, 0, &out->p50_ms, &out->p99_ms);
+    percentiles(w, n, 1, &out->hand_p50_ms, &out->hand_p99_ms);
 }
 
 /* Runs `workers` threads for `secs`; workers == 1 is the uncontended cycle. Returns 0, or -1
@@ -154,7 +173,9 @@ static int rest_run(const char *url, const char *token, int workers, double secs
     for (int i = 0; i < workers; i++) {
         w[i].sh = &sh;
         w[i].samp = malloc(MAX_SAMP * sizeof *w[i].samp);
-        if (w[i].samp == NULL || pthread_create(&w[i].th, NULL, work, &w[i]) != 0) {
+        w[i].hand = malloc(MAX_SAMP * sizeof *w[i].hand);
+        if (w[i].samp == NULL || w[i].hand == NULL ||
+            pthread_create(&w[i].th, NULL, work, &w[i]) != 0) {
             die("cannot start REST worker %d", i);
         }
     }
@@ -182,6 +203,7 @@ static int rest_run(const char *url, const char *token, int workers, double secs
     }
     for (int i = 0; i < workers; i++) {
         free(w[i].samp);
+        free(w[i].hand);
     }
     dlock_client_close(sh.client);
     return rc == 0 ? 0 : -1;
@@ -204,6 +226,11 @@ void mode_restwait(bench *b, const char *url) {
     snprintf(name, sizeof name, "rest: commands per cycle, W=%d", W);
     add_metric(b->res, name, k.commands, "cmd",
                "of which SSE streams %.3f; %.2f messages per cycle", k.streams, k.messages);
+    snprintf(name, sizeof name, "rest: W=%d hand-off, release -> next holder", W);
+    add_metric(b->res, name, k.hand_p50_ms * 1000, "us",
+               "p50; p99 %.0f us (a wait is %d hand-offs in a row: one stalled hand-off "
+               "delays every waiter queued behind it)",
+               k.hand_p99_ms * 1000, W - 1);
     snprintf(name, sizeof name, "rest: W=%d fairness, fewest/most cycles", W);
     add_check(b->res, name, k.fairness, 0.8, 1, "x");
     snprintf(name, sizeof name, "rest: W=%d p99 / p50 wait for the lock", W);

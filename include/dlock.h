@@ -359,8 +359,10 @@ DLOCK_API void dlock_lock_free(dlock_lock *lock);
 /* Tries to take the lock: up to `attempts` times SET id token NX PX lease, pausing delay_ms
  * between tries and not after the last. `options` may be NULL (the lock's settings). With
  * options->wait_ms > 0 it instead waits until wait_ms have passed, queued for a hand-off (see
- * dlock_acquire_options.wait_ms); a waiting handle keeps one extra connection, subscribed to a
- * channel of its own ("{ID}:grant:" and 16 random hex digits), until dlock_lock_free.
+ * dlock_acquire_options.wait_ms); a handle that has waited keeps one extra connection, subscribed
+ * to a channel of its own ("{ID}:grant:" and 16 random hex digits), until dlock_lock_free. While
+ * a handle's blocking acquires find the lock free, each starts with one SET NX PX, as above;
+ * after one had to wait, the next ones queue at once (no extra round trip under contention).
  * A hand-off counts as this call's only if it granted the queue entry of the call's latest try,
  * so its lease is counted from that try's send time; a grant that arrives too late for that is
  * checked in Redis first. A call holds only what it set itself or what was handed to it: a key

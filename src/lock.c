@@ -385,6 +385,33 @@ static int poll_until(dlock_lock *l, const char *token, size_t token_len, int64_
     }
 }
 
+/* A blocking acquire on an id with a wait queue. While the handle's blocking acquires find the
+ * lock free, each starts with one plain try (try_set: SET NX PX, as a non-blocking acquire): the
+ * queue's try is a larger script (it records how the holder took the lock, for hand-offs and
+ * lost replies), and a waiter's stream would be opened for nothing. Once an acquire has had to
+ * wait, the next ones go straight to the queue, so contention costs no extra round trip; an
+ * acquire whose first queued try finds the lock free returns to plain tries. Both ways a free
+ * lock goes to whoever asks first, and a held one is handed to the queue's first waiter, so
+ * this changes what a call costs, never who gets the lock. */
+static int queued_acquire(dlock_lock *l, const char *token, size_t token_len, int64_t lease,
+                          int64_t wait_ms, dlock__grant *g) {
+    int64_t deadline = dlock__add_sat(dlock__now_ms(), wait_ms);
+    if (!l->contended) {
+        g->sent_at = dlock__now_ms();
+        int rc = try_set(l, token, token_len, lease, &g->fence);
+        if (rc != DLOCK_NOT_ACQUIRED) {
+            return rc; /* with wait_replicas, try_set has had them confirm it */
+        }
+    }
+    int rc =
+        dlock__queue_wait(l->queue, token, token_len, lease, l->fencing, deadline, &l->cancel, g);
+    l->contended = rc != DLOCK_OK || g->waited;
+    if (rc == DLOCK_OK && l->wait_replicas > 0) {
+        rc = confirm_replicas(l, token, token_len, lease);
+    }
+    return rc;
+}
+
 /* A handle that still holds the lock gets NOT_ACQUIRED at once, as the seed's second acquire
  * does, but says why: a waiting acquire would otherwise wait for itself until its deadline, and
  * "another holder has the lock" would be untrue. One GET, only when the handle holds a token. */
@@ -453,7 +480,7 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     if ((rc = already_held(l)) != DLOCK_OK) {
         return rc;
     }
-    dlock__grant g = {0, 0, lease};
+    dlock__grant g = {0, 0, lease, 0};
     if (atomic_exchange(&l->cancel, 0)) {
         return dlock__err(DLOCK_ECANCELED, "acquire cancelled (by a dlock_lock_cancel made before "
                                            "it started)");
@@ -461,12 +488,7 @@ int dlock_lock_acquire(dlock_lock *l, const dlock_acquire_options *o) {
     if (l->client->quorum != NULL) {
         rc = dlock__quorum_acquire(l, token, token_len, lease, attempts, delay, o->wait_ms, &g);
     } else if (o->wait_ms > 0 && l->queue != NULL) {
-        int64_t deadline = dlock__add_sat(dlock__now_ms(), o->wait_ms);
-        rc = dlock__queue_wait(l->queue, token, token_len, lease, l->fencing, deadline, &l->cancel,
-                               &g);
-        if (rc == DLOCK_OK && l->wait_replicas > 0) {
-            rc = confirm_replicas(l, token, token_len, lease);
-        }
+        rc = queued_acquire(l, token, token_len, lease, o->wait_ms, &g);
     } else if (o->wait_ms > 0) {
         rc =
             poll_until(l, token, token_len, lease, dlock__add_sat(dlock__now_ms(), o->wait_ms), &g);

@@ -17,6 +17,7 @@ struct dlock_lock {
     size_t holder_key_len;
     char *holder;      /* options.holder, copied; NULL = none */
     atomic_int cancel; /* dlock_lock_cancel: stop the current or next acquire */
+    int contended;     /* the last blocking acquire had to wait (see queued_acquire in lock.c) */
 
     /* settings, fixed after dlock_lock_new */
     int64_t lease_ms;

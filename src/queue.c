@@ -323,7 +323,7 @@ static int stop_waiting(dlock__queue *q, const wait_call *w, int why, dlock__gra
         if (why == DLOCK_ECANCELED) {
             return cancelled_holding(q, w);
         }
-        *g = (dlock__grant){fence, sent_at, pttl};
+        *g = (dlock__grant){fence, sent_at, pttl, 1};
         return DLOCK_OK;
     }
     if (again < 0) {
@@ -360,7 +360,7 @@ int dlock__queue_wait(dlock__queue *q, const char *token, size_t token_len, int6
         int rc = try_once(q, q->sub != NULL ? MODE_QUEUE : MODE_TRY, token, token_len, lease,
                           fenced, w.first_gen, &fence, &pttl);
         if (rc == 1) {
-            *g = (dlock__grant){fence, sent_at, pttl};
+            *g = (dlock__grant){fence, sent_at, pttl, q->gen != w.first_gen};
             return DLOCK_OK;
         }
         int64_t now = dlock__now_ms();
@@ -374,7 +374,7 @@ int dlock__queue_wait(dlock__queue *q, const char *token, size_t token_len, int6
                 /* The grant postdates the try sent at sent_at: count the lease from there. */
                 if (!dlock__queue_confirm_grants &&
                     lease - (dlock__now_ms() - sent_at) > lease / 2) {
-                    *g = (dlock__grant){fence, sent_at, lease};
+                    *g = (dlock__grant){fence, sent_at, lease, 1};
                     return DLOCK_OK;
                 }
                 /* Late: only a wake-up. The next try reads what Redis holds. */

@@ -11,11 +11,13 @@
 typedef struct dlock__queue dlock__queue;
 
 /* What a successful wait got: the fencing token, and the lease remaining (`ms`, -1 = no expiry)
- * counted from the monotonic time `sent_at` of a request that Redis ran before the grant. */
+ * counted from the monotonic time `sent_at` of a request that Redis ran before the grant; and
+ * whether the call had to wait for it (0: its first try found the lock free). */
 typedef struct dlock__grant {
     int64_t fence;
     int64_t sent_at;
     int64_t ms;
+    int waited;
 } dlock__grant;
 
 /* For the benchmark's comparison of the two hand-off protocols only: when set, a grant message is

@@ -1,4 +1,6 @@
-/* dlock_test_helper: a second process for the cross-process tests. It uses only dlock.h.
+/* dlock_test_helper: a second process for the cross-process tests. It uses only dlock.h, and
+ * support.c's dlt_client_open for what the run's clients need (the REST token, the https run's
+ * CA), read from the environment and the harness's env file like the tests' own clients.
  *
  *   dlock_test_helper lock URL ID CYCLES HOLD_MS LOGFILE
  *       CYCLES times: acquire ID (retrying for up to ~20 s), append "E <pid>" to LOGFILE, sleep
@@ -14,7 +16,7 @@
  * Exit status: a dlock outcome rc >= 0 exits with rc (0 OK, 1 NOT_ACQUIRED, 2 NOT_HELD,
  * 3 SUPERSEDED); an error rc < 0 exits with 100 - rc; bad usage exits with 99.
  */
-#include "dlock.h"
+#include "support.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -49,9 +51,7 @@ static void helper_append(const char *path, const char *line) {
 
 static int helper_lock(const char *url, const char *id, int cycles, long hold_ms, const char *log) {
     dlock_client *client = NULL;
-    /* Through the REST gateway, the token comes from the environment like any secret. */
-    dlock_client_options co = {.rest_token = getenv("DLOCK_TEST_REST_TOKEN")};
-    int rc = dlock_client_open(&client, url, &co);
+    int rc = dlt_client_open(&client, url, NULL);
     if (rc != DLOCK_OK) {
         fprintf(stderr, "helper: open: %s\n", dlock_errmsg());
         return helper_exit(rc);
@@ -91,8 +91,7 @@ static long long helper_now_ms(void) {
 static int helper_wait(const char *url, const char *id, long wait_ms, long lease_ms,
                        const char *log) {
     dlock_client *client = NULL;
-    dlock_client_options co = {.rest_token = getenv("DLOCK_TEST_REST_TOKEN")};
-    int rc = dlock_client_open(&client, url, &co);
+    int rc = dlt_client_open(&client, url, NULL);
     if (rc != DLOCK_OK) {
         fprintf(stderr, "helper: open: %s\n", dlock_errmsg());
         return helper_exit(rc);
@@ -134,9 +133,7 @@ static void helper_debounce_cb(const void *arg, size_t len, void *userdata) {
 static int helper_debounce(const char *url, const char *id, long wait_ms, const char *arg,
                            const char *outfile) {
     dlock_client *client = NULL;
-    /* Through the REST gateway, the token comes from the environment like any secret. */
-    dlock_client_options co = {.rest_token = getenv("DLOCK_TEST_REST_TOKEN")};
-    int rc = dlock_client_open(&client, url, &co);
+    int rc = dlt_client_open(&client, url, NULL);
     if (rc != DLOCK_OK) {
         fprintf(stderr, "helper: open: %s\n", dlock_errmsg());
         return helper_exit(rc);

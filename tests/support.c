@@ -89,7 +89,11 @@ static int dlt_transport_is(const char *name) {
 }
 
 int dlt_transport_is_rest(void) {
-    return dlt_transport_is("rest");
+    return dlt_transport_is("rest") || dlt_transport_is_rest_h2();
+}
+
+int dlt_transport_is_rest_h2(void) {
+    return dlt_transport_is("rest-h2");
 }
 
 int dlt_topology_is_cluster(void) {
@@ -105,7 +109,8 @@ const char *dlt_env(const char *key) {
      * plain server: only the URL the clients use changes. */
     if (strcmp(key, "DLOCK_TEST_URL") == 0) {
         /* So do the Cluster and Sentinel runs: DLOCK_TEST_ENV_DIR is then the topology's. */
-        key = dlt_transport_is_rest()      ? "DLOCK_TEST_REST_URL"
+        key = dlt_transport_is_rest_h2()   ? "DLOCK_TEST_REST_H2_URL"
+              : dlt_transport_is_rest()    ? "DLOCK_TEST_REST_URL"
               : dlt_topology_is_cluster()  ? "DLOCK_TEST_CLUSTER_URL"
               : dlt_topology_is_sentinel() ? "DLOCK_TEST_SENTINEL_URL"
                                            : key;
@@ -231,6 +236,12 @@ int dlt_client_open(dlock_client **out, const char *url, const dlock_client_opti
     }
     if (o.rest_token == NULL && url != NULL && strncmp(url, "http", 4) == 0) {
         o.rest_token = getenv("DLOCK_TEST_REST_TOKEN");
+    }
+    /* The https run's proxy serves a certificate of the harness's CA. Only on that run: other
+     * tests open https URLs with no CA on purpose (the system store must refuse it). */
+    if (dlt_transport_is_rest_h2() && url != NULL && strncmp(url, "https:", 6) == 0 &&
+        o.tls_ca_file == NULL && o.tls_ca_dir == NULL && !o.tls_insecure) {
+        o.tls_ca_file = dlt_env("DLOCK_TEST_REST_CA");
     }
     return dlock_client_open(out, url, &o);
 }
@@ -676,4 +687,71 @@ void dlt_await_queue_len(redisContext *c, const char *id, long long n) {
         }
         dlt_sleep_ms(5);
     }
+}
+
+/* ---- HTTP/2 through nghttpx ----------------------------------------------------------------- */
+
+long dlt_h2_log_size(void) {
+    const char *path = dlt_env("DLOCK_TEST_REST_H2_LOG");
+    FILE *f = path != NULL ? fopen(path, "r") : NULL;
+    if (f == NULL) {
+        return 0;
+    }
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : 0;
+    fclose(f);
+    return size > 0 ? size : 0;
+}
+
+void dlt_assert_h2_since(long mark, int min_commands, int min_streams) {
+    FILE *f = fopen(dlt_env_require("DLOCK_TEST_REST_H2_LOG"), "r");
+    if (f == NULL || fseek(f, mark, SEEK_SET) != 0) {
+        fail_msg("cannot read nghttpx's access log %s", dlt_env("DLOCK_TEST_REST_H2_LOG"));
+    }
+    char line[1024];
+    int streams = 0, commands = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "h2 ", 3) != 0) {
+            fclose(f);
+            fail_msg("nghttpx served a request without HTTP/2: %s", line);
+        }
+        streams += strstr(line, "/subscribe/") != NULL;
+        commands += strstr(line, "/subscribe/") == NULL;
+    }
+    fclose(f);
+    print_message("nghttpx: %d command requests and %d streams, all over h2\n", commands, streams);
+    if (commands < min_commands || streams < min_streams) {
+        fail_msg("expected at least %d command requests and %d streams through nghttpx",
+                 min_commands, min_streams);
+    }
+}
+
+static struct {
+    long mark;
+    int min_commands, min_streams;
+} dlt_h2_want;
+
+static void dlt_test_all_http2(void **state) {
+    (void)state;
+    dlt_assert_h2_since(dlt_h2_want.mark, dlt_h2_want.min_commands, dlt_h2_want.min_streams);
+}
+
+int dlt_run_h2_check(long mark, int min_commands, int min_streams) {
+    if (!dlt_transport_is_rest_h2()) {
+        return 0;
+    }
+    dlt_h2_want.mark = mark;
+    dlt_h2_want.min_commands = min_commands;
+    dlt_h2_want.min_streams = min_streams;
+    const struct CMUnitTest tests[] = {cmocka_unit_test(dlt_test_all_http2)};
+    return cmocka_run_group_tests_name("rest-h2: every request negotiated HTTP/2", tests, NULL,
+                                       NULL);
+}
+
+int dlt_transport_missing(void) {
+    if (dlt_transport_is_rest_h2() && dlt_env("DLOCK_TEST_REST_H2_URL") == NULL) {
+        fprintf(stderr, "skipped: no DLOCK_TEST_REST_H2_URL (the rest fixture starts nghttpx when "
+                        "it is installed: apt-get install nghttp2-proxy)\n");
+        return 1;
+    }
+    return 0;
 }

@@ -72,8 +72,18 @@ int dlt_topology_is_sentinel(void);
  * names the gateway, and clients get the token from $DLOCK_TEST_REST_TOKEN. */
 int dlt_transport_is_rest(void);
 
-/* dlock_client_open, adding the REST test token for http(s) URLs. Does not assert, so forked
- * children and worker threads may use it. */
+/* 1 on the https run of the REST suites (DLOCK_TEST_TRANSPORT=rest-h2, which is also REST):
+ * DLOCK_TEST_URL names nghttpx in front of the gateway (DLOCK_TEST_REST_H2_URL), which speaks
+ * HTTP/2 by ALPN, and clients opened with dlt_client_open trust DLOCK_TEST_REST_CA. */
+int dlt_transport_is_rest_h2(void);
+
+/* 1 (with a message on stderr) if this run's transport was not set up: the rest-h2 run without
+ * nghttpx. The suites then exit 77, which CTest reports as skipped. */
+int dlt_transport_missing(void);
+
+/* dlock_client_open, adding the REST test token for http(s) URLs, and on the rest-h2 run the
+ * proxy's CA for https URLs opened without CA options. Does not assert, so forked children,
+ * helper processes and worker threads may use it. */
 int dlt_client_open(dlock_client **out, const char *url, const dlock_client_options *options);
 
 /* Opens a client and asserts DLOCK_OK (printing dlock_errmsg otherwise). */
@@ -161,5 +171,21 @@ pid_t dlt_read_pid(const char *pidfile);
 
 /* Waits until redis on 127.0.0.1:port answers PING (up to timeout_ms); returns 1 if it did. */
 int dlt_wait_for_redis(int port, const char *password, int64_t timeout_ms);
+
+/* ---- HTTP/2 through nghttpx (harness/rest-env.sh) ------------------------------------------- */
+
+/* The size of nghttpx's access log (DLOCK_TEST_REST_H2_LOG) now: a mark for
+ * dlt_assert_h2_since. 0 if there is none. */
+long dlt_h2_log_size(void);
+
+/* Fails the test unless every request nghttpx logged after `mark` came over HTTP/2 (ALPN h2,
+ * nghttpx's own record of what it negotiated), with at least min_commands command requests and
+ * min_streams SSE streams (POST /subscribe/...) among them. Other programs' requests through the
+ * same proxy count too: the check is that nothing went through without h2. */
+void dlt_assert_h2_since(long mark, int min_commands, int min_streams);
+
+/* On the rest-h2 run, a cmocka group of one test: dlt_assert_h2_since(mark, ...). Returns its
+ * failures; 0 on other runs. Called at the end of a suite's main, mark taken at its start. */
+int dlt_run_h2_check(long mark, int min_commands, int min_streams);
 
 #endif /* DLOCK_TEST_SUPPORT_H */

@@ -552,6 +552,11 @@ int main(void) {
         cmocka_unit_test(test_two_processes_share_decision),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests_name(dlt_transport() != NULL ? dlt_transport() : "debounce",
-                                       tests, setup, teardown);
+    if (dlt_transport_missing()) {
+        return 77;
+    }
+    long h2 = dlt_h2_log_size();
+    int failed = cmocka_run_group_tests_name(dlt_transport() != NULL ? dlt_transport() : "debounce",
+                                             tests, setup, teardown);
+    return failed + dlt_run_h2_check(h2, 50, 0);
 }

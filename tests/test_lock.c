@@ -941,11 +941,16 @@ int main(void) {
         cmocka_unit_test(test_processes_exclude_each_other),
     };
     int failed = 0;
+    if (dlt_transport_missing()) {
+        return 77;
+    }
     if (dlt_transport() != NULL) {
-        /* DLOCK_TEST_URL is the REST gateway, the Cluster or the Sentinel group: the core suite
-         * once, through it (the group names say which). */
+        /* DLOCK_TEST_URL is the REST gateway (over http, or https through nghttpx), the Cluster
+         * or the Sentinel group: the core suite once, through it (the group names say which). */
+        long h2 = dlt_h2_log_size();
         failed += cmocka_run_group_tests_name(dlt_transport(), core, setup_tcp, teardown);
         failed += cmocka_run_group_tests_name("concurrency", concurrency, setup_tcp, teardown);
+        failed += dlt_run_h2_check(h2, 100, 0);
         return failed;
     }
     failed += cmocka_run_group_tests_name("lock/tcp", core, setup_tcp, teardown);

@@ -17,9 +17,37 @@
 typedef struct own_redis {
     int port;
     pid_t pid;
-    pid_t gateway_pid; /* REST runs: a gateway of its own in front of it */
+    pid_t gateway_pid;       /* REST runs: a gateway of its own in front of it */
+    char proxy_pidfile[512]; /* rest-h2 run: and nghttpx in front of that */
     char url[64];
 } own_redis;
+
+/* The rest-h2 run reaches the private gateway as it reaches the fixture's: https, HTTP/2,
+ * through an nghttpx of its own that the harness starts (rest-env.sh h2proxy) and logs with the
+ * others, so the suite's HTTP/2 check covers it too. */
+static void own_h2_proxy(own_redis *r, int gateway_port) {
+    const char *harness = getenv("DLOCK_TEST_REST_HARNESS");
+    const char *dir = getenv("DLOCK_TEST_ENV_DIR");
+    if (harness == NULL || dir == NULL) {
+        fail_msg("the rest-h2 run needs DLOCK_TEST_REST_HARNESS and DLOCK_TEST_ENV_DIR (ctest)");
+    }
+    char name[32], cmd[1024];
+    snprintf(name, sizeof name, "safety-%ld", (long)getpid());
+    snprintf(cmd, sizeof cmd, "bash '%s' h2proxy '%s' %s %d", harness, dir, name, gateway_port);
+    snprintf(r->proxy_pidfile, sizeof r->proxy_pidfile, "%s/h2proxy-%s.pid", dir, name);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char url[sizeof r->url] = "";
+    if (fgets(url, sizeof url, p) == NULL) {
+        url[0] = '\0';
+    }
+    int st = pclose(p);
+    url[strcspn(url, "\n")] = '\0';
+    if (st != 0 || strncmp(url, "https://", 8) != 0) {
+        fail_msg("%s failed (status %d)", cmd, st);
+    }
+    snprintf(r->url, sizeof r->url, "%s", url);
+}
 
 /* In the REST variant of the suite, clients reach the private server through a gateway of its
  * own, so that killing or freezing the server is what the REST transport meets too. */
@@ -55,6 +83,9 @@ static void own_gateway(own_redis *r) {
     unlink(portfile);
     assert_true(port > 0);
     snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d", port);
+    if (dlt_transport_is_rest_h2()) {
+        own_h2_proxy(r, port);
+    }
 }
 
 /* A private server is one server whatever the run: on a Cluster or Sentinel run those tests
@@ -94,6 +125,16 @@ static void own_kill(own_redis *r) {
         kill(r->gateway_pid, SIGKILL);
         waitpid(r->gateway_pid, NULL, 0);
         r->gateway_pid = 0;
+    }
+    if (r->proxy_pidfile[0] != '\0') {
+        /* Not our child (the harness detached it): killed by its PID. rest-env.sh stop would
+         * also get it, should this test die first. */
+        pid_t proxy = dlt_read_pid(r->proxy_pidfile);
+        if (proxy > 0) {
+            kill(proxy, SIGKILL);
+        }
+        unlink(r->proxy_pidfile);
+        r->proxy_pidfile[0] = '\0';
     }
 }
 
@@ -763,6 +804,7 @@ typedef struct waiter_ctx {
     atomic_int *acquired;
     int rc;
     int64_t waited_ms;
+    char errmsg[256]; /* dlock_errmsg() of the call that failed: it is the thread's own */
 } waiter_ctx;
 
 static void *waiter_main(void *arg) {
@@ -785,27 +827,36 @@ static void *waiter_main(void *arg) {
         atomic_fetch_add(w->acquired, 1);
         w->rc = dlock_lock_release(l);
     }
+    if (w->rc != DLOCK_OK) {
+        snprintf(w->errmsg, sizeof w->errmsg, "%s", dlock_errmsg());
+    }
     dlock_lock_free(l);
     return NULL;
 }
 
 static void test_fifty_waiters_take_turns(void **state) {
     (void)state;
-    dlock_client_options co = {.pool_size = 8};
+    /* More callers than pooled connections: the others open connections of their own, which
+     * over https means a TLS handshake each; under valgrind that can outlast the default
+     * command deadline, so it is scaled like the test's other bounds (2000 ms otherwise). */
+    dlock_client_options co = {.pool_size = 8, .command_timeout_ms = (int)dlt_slow(2000)};
     dlock_client *c = dlt_open(dlt_env_require("DLOCK_TEST_URL"), &co);
     const char *id = dlt_id("waiters");
     atomic_int inside = 0, overlaps = 0, acquired = 0;
     waiter_ctx w[WAITERS];
     pthread_t t[WAITERS];
     for (int i = 0; i < WAITERS; i++) {
-        w[i] = (waiter_ctx){c, id, &inside, &overlaps, &acquired, 0, 0};
+        w[i] = (waiter_ctx){c, id, &inside, &overlaps, &acquired, 0, 0, ""};
         assert_int_equal(pthread_create(&t[i], NULL, waiter_main, &w[i]), 0);
     }
     for (int i = 0; i < WAITERS; i++) {
         pthread_join(t[i], NULL);
     }
     for (int i = 0; i < WAITERS; i++) {
-        dlt_assert_rc(w[i].rc, DLOCK_OK); /* acquired and released: none starved */
+        if (w[i].rc != DLOCK_OK) { /* acquired and released: none starved */
+            fail_msg("waiter %d: %d (%s) after %lld ms: %s", i, w[i].rc, dlock_strerror(w[i].rc),
+                     (long long)w[i].waited_ms, w[i].errmsg);
+        }
         assert_true(w[i].waited_ms < 20000 + 500);
     }
     assert_int_equal(atomic_load(&acquired), WAITERS);
@@ -871,6 +922,12 @@ int main(void) {
         cmocka_unit_test(test_adopt),
         cmocka_unit_test(test_bad_safety_options),
     };
-    return cmocka_run_group_tests_name(dlt_transport() != NULL ? dlt_transport() : "safety", tests,
-                                       NULL, NULL);
+    if (dlt_transport_missing()) {
+        return 77;
+    }
+    long h2 = dlt_h2_log_size();
+    int failed = cmocka_run_group_tests_name(dlt_transport() != NULL ? dlt_transport() : "safety",
+                                             tests, NULL, NULL);
+    /* The waiting tests open streams: test_fifty_waiters_take_turns alone about 50. */
+    return failed + dlt_run_h2_check(h2, 100, 20);
 }
