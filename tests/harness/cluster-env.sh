@@ -9,6 +9,10 @@
 #   cluster-env.sh kill DIR N          SIGKILL node N (by its PID file, only a live redis-server)
 #   cluster-env.sh restart DIR N       start node N again from DIR/nodeN.conf: same port, same
 #                                      node id; waits for PONG
+#   cluster-env.sh pause|resume DIR N  SIGSTOP / SIGCONT node N
+#   cluster-env.sh cut DIR N           CLIENT KILL TYPE replica on master N: its replicas' links
+#                                      drop, and what N acknowledges next reaches no replica until
+#                                      they reconnect (within a second, unless paused)
 #   cluster-env.sh failover DIR N [force|takeover]
 #                                      CLUSTER FAILOVER on replica N (plain: the replica catches
 #                                      up with its master first, then takes over), then waits as
@@ -217,7 +221,7 @@ shards() {
         done
 }
 
-usage="usage: cluster-env.sh start|stop|wait|shards DIR, or kill|restart|wait-master DIR N, or failover DIR N [force|takeover]"
+usage="usage: cluster-env.sh start|stop|wait|shards DIR, or kill|restart|pause|resume|cut|wait-master DIR N, or failover DIR N [force|takeover]"
 [ $# -ge 2 ] || die "$usage"
 cmd=$1
 DIR=$2
@@ -286,6 +290,23 @@ restart)
     redis-server "$DIR/node$3.conf" </dev/null >/dev/null 2>&1 || true
     dl_redis_wait "$DIR/node$3.pid" "$DIR/node$3.log" "$(node_port "$3")" ||
         die "node$3 did not restart; see $DIR/node$3.log"
+    ;;
+pause | resume)
+    [ $# -eq 3 ] || die "$usage"
+    check_node "$3"
+    pid=$(cat "$DIR/node$3.pid" 2>/dev/null || true)
+    dl_pid_is_redis "$pid" || die "node$3 is not running"
+    if [ "$cmd" = pause ]; then
+        kill -STOP "$pid"
+    else
+        kill -CONT "$pid"
+    fi
+    ;;
+cut)
+    [ $# -eq 3 ] || die "$usage"
+    check_node "$3"
+    reply=$(cli "$(node_port "$3")" client kill type replica)
+    case $reply in '' | *[!0-9]*) die "CLIENT KILL TYPE replica on node$3: ${reply:-no reply}" ;; esac
     ;;
 failover)
     if [ $# -lt 3 ] || [ $# -gt 4 ]; then
