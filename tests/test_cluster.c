@@ -639,6 +639,41 @@ static void test_no_grant_to_a_subscriber_elsewhere(void **state) {
     dlock_client_close(c);
 }
 
+/* A subscription goes to the master of the channel's slot even when the client's map names the
+ * master's replica, as it can just after a failover. Redis 7.0 takes SSUBSCRIBE on a replica
+ * (without READONLY), and the replica's subscribers receive what the master publishes, but a
+ * release counts only the master's own and so skipped such a waiter at every hand-off until its
+ * subscription broke. */
+static void test_subscribe_skips_a_replica(void **state) {
+    (void)state;
+    dlock_client *c = open_cluster();
+    const char *id = id_on(0, "sub-replica");
+    char ch[200], moved[64];
+    snprintf(ch, sizeof ch, "{%s}:grant:0123456789abcdef", id);
+    unsigned slot = slot_of(ch);
+    int owner = master_of_slot(slot), replica = replica_of(owner);
+    assert_true(replica > 0);
+    /* A stale map: the slot's master is the replica. */
+    snprintf(moved, sizeof moved, "MOVED %u 127.0.0.1:%d", slot, replica);
+    dlock__reply r = {.type = DLOCK__REPLY_ERROR, .str = moved, .len = strlen(moved)};
+    assert_non_null(dlock__cluster_follow(c->cluster, &r, NULL));
+    assert_int_equal(dlock__node_port(dlock__cluster_node_for(c->cluster, (int)slot)), replica);
+    dlock__conn *sub;
+    int sharded = 0;
+    dlt_assert_rc(dlock__sub_open(c, ch, strlen(ch), &sub, &sharded), DLOCK_OK);
+    redisReply *n = on_port(owner, "SPUBLISH %s hello", ch);
+    assert_int_equal(n->integer, 1); /* subscribed on the master itself */
+    freeReplyObject(n);
+    int rc;
+    char *got = read_payload(c, sub, 2000, &rc);
+    dlt_assert_rc(rc, DLOCK_OK);
+    assert_non_null(got);
+    assert_string_equal(got, "hello");
+    free(got);
+    dlock__sub_close(c, sub);
+    dlock_client_close(c);
+}
+
 /* A slot that no master serves takes the cluster down: dlock reports Redis's CLUSTERDOWN as a
  * server error, never as "not acquired". */
 static void test_clusterdown(void **state) {
@@ -751,6 +786,7 @@ int main(void) {
         cmocka_unit_test(test_subscribe_follows_slot),
         cmocka_unit_test(test_wait_handoff),
         cmocka_unit_test(test_no_grant_to_a_subscriber_elsewhere),
+        cmocka_unit_test(test_subscribe_skips_a_replica),
         cmocka_unit_test(test_clusterdown),
         cmocka_unit_test(test_failover),
     };
