@@ -29,8 +29,9 @@ asan:
 memcheck: all
 	./scripts/memcheck.sh $(BUILD)
 
-# Fault injection with the mutual-exclusion checker, libFuzzer runs and the load test (a few
-# minutes). The ASan build from `make asan` adds an ASan load run when present.
+# Fault injection with the mutual-exclusion checker (one redis-server, a Redis Cluster with
+# failovers, a Redlock over five servers), libFuzzer runs and the load test (a few minutes). The
+# ASan build from `make asan` adds an ASan load run when present.
 fault: all
 	FAULT_ASAN_BUILD=$(wildcard $(BUILD_ASAN)) ./tests/fault/run.sh $(BUILD)
 

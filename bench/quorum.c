@@ -176,8 +176,8 @@ static result bench_raw(const char *name, const int *ports, int n, int parallel,
 
 static void check(const char *name, double value, double target, int higher_is_better) {
     int met = higher_is_better ? value >= target : value <= target;
-    printf("target: %-58s %6.2f %s %4.2f  %s\n", name, value, higher_is_better ? ">=" : "<=",
-           target, met ? "met" : "NOT MET");
+    printf("target: %-58s %6.2f %s %4.2f  %s\n", name, value,
+           higher_is_better ? ">=" : "<=", target, met ? "met" : "NOT MET");
 }
 
 int main(int argc, char **argv) {

@@ -504,3 +504,7 @@ dlock__node *dlock__cluster_follow(dlock__cluster *cl, const dlock__reply *redir
 void dlock__cluster_refresh(dlock__cluster *cl, int64_t deadline) {
     refresh_soon(cl, deadline);
 }
+
+dlock__node *dlock__cluster_node_at(dlock__cluster *cl, const char *host, int port) {
+    return node_at(cl, host, port);
+}

@@ -54,6 +54,21 @@ struct dlock__queue {
     int64_t gen;          /* number of the handle's latest try */
 };
 
+/* A new grant channel for the handle (q->chan, q->channel), random from the OS CSPRNG like
+ * tokens: a channel another handle could share would make a dead waiter look subscribed. */
+static int new_channel(dlock__queue *q) {
+    char uuid[DLOCK__UUID_LEN + 1];
+    if (dlock__uuid4(uuid) != DLOCK_OK) {
+        return DLOCK_ESYS;
+    }
+    memcpy(q->chan, uuid, 8);
+    memcpy(q->chan + 8, uuid + 9, 4);
+    memcpy(q->chan + 12, uuid + 24, 4);
+    q->chan[CHAN_LEN] = '\0';
+    snprintf(q->channel, q->channel_len + 1, "%s%s", q->prefix, q->chan);
+    return DLOCK_OK;
+}
+
 int dlock__queue_new(dlock__queue **out, dlock_client *c, const char *id, size_t idlen,
                      const char *fence_key, size_t fence_len) {
     *out = NULL;
@@ -80,22 +95,13 @@ int dlock__queue_new(dlock__queue **out, dlock_client *c, const char *id, size_t
         dlock__queue_free(q);
         return dlock__err(DLOCK_ENOMEM, "out of memory");
     }
-    /* From the OS CSPRNG like tokens: a channel another handle could share would make a dead
-     * waiter look subscribed. */
-    char uuid[DLOCK__UUID_LEN + 1];
-    if (dlock__uuid4(uuid) != DLOCK_OK) {
-        free(grant);
+    snprintf(q->prefix, q->prefix_len + 1, "%s:", grant);
+    free(grant);
+    if (new_channel(q) != DLOCK_OK) {
         dlock__queue_free(q);
         return dlock__err(DLOCK_ESYS, "dlock_lock_new: no random bytes for the grant channel");
     }
-    memcpy(q->chan, uuid, 8);
-    memcpy(q->chan + 8, uuid + 9, 4);
-    memcpy(q->chan + 12, uuid + 24, 4);
-    q->chan[CHAN_LEN] = '\0';
     q->sharded = 1;
-    snprintf(q->prefix, q->prefix_len + 1, "%s:", grant);
-    snprintf(q->channel, q->channel_len + 1, "%s%s", q->prefix, q->chan);
-    free(grant);
     q->client = c;
     q->id = id;
     q->idlen = idlen;
@@ -316,8 +322,14 @@ static int stop_waiting(dlock__queue *q, const wait_call *w, int why, dlock__gra
                          &fence, &pttl);
     if (why < 0 || again < 0) {
         /* A try whose reply was lost may still run after this (a server resuming its backlog)
-         * and queue us again: with no subscriber left, no release hands the lock to us. */
+         * and queue us again, and an entry we could not take out stays queued, live for up to
+         * LIVE_MS: with no subscriber left, no release hands the lock to them. The handle's next
+         * wait must not subscribe to their channel again, or they would look live once more: a
+         * release would hand the lock to this call's token, which nobody claims, and the lock
+         * would sit idle for a whole lease. So it gets a new channel (if no random bytes can be
+         * had, it keeps the old one). */
         unsubscribe(q);
+        (void)new_channel(q);
     }
     if (again == 1) {
         if (why == DLOCK_ECANCELED) {

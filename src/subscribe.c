@@ -1,6 +1,7 @@
 /* A connection subscribed to one pub/sub channel: the waiting side of a hand-off. It goes to the
  * server that owns the channel -- the one server, or on a Cluster the master of the channel's
- * slot, with sharded pub/sub -- and is never pooled: a subscribed connection can do nothing
+ * slot, with sharded pub/sub, checked with ROLE because a stale map may name a replica, which
+ * Redis 7.0 lets subscribe -- and is never pooled: a subscribed connection can do nothing
  * else. See internal.h for what happens when the slot moves. On the REST transport the
  * subscription is a server-sent-event stream (sse.c) that stands in for the connection: its reads
  * give the same {"message", channel, payload} shape. */
@@ -27,10 +28,24 @@ static int is_str(const dlock__reply *r, const char *s) {
     return r->type == DLOCK__REPLY_STR && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
 }
 
+/* On a Cluster, the master a ROLE reply names if it is a replica's ("slave", host, port, ...);
+ * NULL otherwise (a master, or a ROLE the ACL refuses). */
+static dlock__node *master_of_replica(dlock_client *c, const dlock__reply *role) {
+    if (role->type != DLOCK__REPLY_ARRAY || role->elements < 3 ||
+        !is_str(&role->element[0], "slave") || role->element[1].type != DLOCK__REPLY_STR ||
+        role->element[2].type != DLOCK__REPLY_INT || role->element[2].integer <= 0 ||
+        role->element[2].integer > 65535) {
+        return NULL;
+    }
+    return dlock__cluster_node_at(c->cluster, role->element[1].str, (int)role->element[2].integer);
+}
+
 /* One try at node. Returns DLOCK_OK with *out, 1 with the redirection in *moved (to clear), 2 if
- * the server has no SSUBSCRIBE, or an error. */
+ * the server has no SSUBSCRIBE, 3 with *master set if node is a Cluster replica (whose
+ * subscribers receive what its master publishes, but are not counted there, so a release skips
+ * them: queue_release.lua), or an error. On a Cluster, ROLE goes first on the same connection. */
 static int subscribe_at(dlock_client *c, dlock__node *node, const dlock__cmd *cmd,
-                        dlock__conn **out, dlock__reply *moved) {
+                        dlock__conn **out, dlock__reply *moved, dlock__node **master) {
     const char *what = cmd->argv[0],
                *ack = what[0] == 'S' && what[1] == 'S' ? "ssubscribe" : "subscribe";
     dlock__conn *conn;
@@ -38,12 +53,27 @@ static int subscribe_at(dlock_client *c, dlock__node *node, const dlock__cmd *cm
     if (rc != DLOCK_OK) {
         return rc;
     }
-    dlock__reply r;
+    static const char *role_argv[] = {"ROLE"};
+    static const size_t role_len[] = {4};
+    dlock__cmd cmds[2] = {{1, role_argv, role_len}, *cmd};
+    int n = c->cluster != NULL ? 2 : 1;
+    dlock__reply replies[2] = {{0}, {0}};
     int sent;
-    rc = c->tp->exec(conn, cmd, 1, &r, dlock__deadline_in(c->cfg.command_timeout_ms), &sent);
+    rc = c->tp->exec(conn, n == 2 ? cmds : cmd, (size_t)n, replies,
+                     dlock__deadline_in(c->cfg.command_timeout_ms), &sent);
     if (rc != DLOCK_OK) {
         c->tp->close(conn);
         return dlock__err_prefix(rc, "%s: %s", dlock__node_display(node), what);
+    }
+    dlock__reply r = replies[n - 1];
+    if (n == 2) {
+        *master = master_of_replica(c, &replies[0]);
+        dlock__reply_clear(&replies[0]);
+        if (*master != NULL && *master != node) {
+            dlock__reply_clear(&r);
+            c->tp->close(conn);
+            return 3;
+        }
     }
     if (r.type == DLOCK__REPLY_ARRAY && r.elements == 3 && is_str(&r.element[0], ack)) {
         dlock__reply_clear(&r);
@@ -89,14 +119,15 @@ int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__con
     const char *argv[] = {want ? "SSUBSCRIBE" : "SUBSCRIBE", channel};
     size_t lens[] = {strlen(argv[0]), len};
     dlock__cmd cmd = {2, argv, lens};
+    dlock__node *master = NULL;
     if (c->cluster == NULL) {
         dlock__reply unused;
-        int rc = subscribe_at(c, dlock__client_node(c), &cmd, out, &unused);
+        int rc = subscribe_at(c, dlock__client_node(c), &cmd, out, &unused, &master);
         if (rc == 2) {
             argv[0] = "SUBSCRIBE";
             lens[0] = 9;
             want = 0;
-            rc = subscribe_at(c, dlock__client_node(c), &cmd, out, &unused);
+            rc = subscribe_at(c, dlock__client_node(c), &cmd, out, &unused, &master);
         }
         *sharded = want;
         return rc;
@@ -105,7 +136,12 @@ int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__con
     dlock__node *node = dlock__cluster_node_for(c->cluster, (int)dlock__key_slot(channel, len));
     for (int hop = 0; hop < MAX_HOPS && node != NULL; hop++) {
         dlock__reply moved;
-        int rc = subscribe_at(c, node, &cmd, out, &moved);
+        int rc = subscribe_at(c, node, &cmd, out, &moved, &master);
+        if (rc == 3) { /* a stale map named a replica (just after a failover): its master */
+            dlock__cluster_refresh(c->cluster, dlock__deadline_in(c->cfg.command_timeout_ms));
+            node = master;
+            continue;
+        }
         if (rc <= 0) {
             if (rc < 0) { /* maybe a failed-over master: let the next try find the new one */
                 dlock__cluster_refresh(c->cluster, dlock__deadline_in(c->cfg.command_timeout_ms));

@@ -30,8 +30,9 @@ typedef struct pair {
 
 struct dlt_proxy {
     int listen_fd, port, upstream_port;
-    atomic_int cut, cut_keep, cuts_done, cut_all, stop; /* cut_keep: bytes delivered first */
-    pthread_mutex_t mu;                                 /* guards pattern and delay_ms */
+    atomic_int cut, cut_keep, cuts_done, cut_all, stop,
+        refuse;         /* cut_keep: bytes delivered first */
+    pthread_mutex_t mu; /* guards pattern and delay_ms */
     char pattern[64];
     int64_t delay_ms;
     pthread_t thread;
@@ -78,7 +79,7 @@ static int write_all(int fd, const char *buf, size_t n) {
 
 static void accept_one(dlt_proxy *p) {
     int c = accept(p->listen_fd, NULL, NULL);
-    int s = c >= 0 ? connect_upstream(p->upstream_port) : -1;
+    int s = c >= 0 && !atomic_load(&p->refuse) ? connect_upstream(p->upstream_port) : -1;
     for (int i = 0; i < PROXY_MAX && s >= 0; i++) {
         if (p->pairs[i].client < 0) {
             p->pairs[i] = (pair){.client = c, .server = s};
@@ -254,6 +255,13 @@ void dlt_proxy_delay_after(dlt_proxy *p, const char *pattern, int64_t ms) {
 
 void dlt_proxy_cut_all(dlt_proxy *p) {
     atomic_store(&p->cut_all, 1);
+}
+
+void dlt_proxy_refuse(dlt_proxy *p, int on) {
+    atomic_store(&p->refuse, on);
+    if (on) {
+        atomic_store(&p->cut_all, 1);
+    }
 }
 
 void dlt_proxy_stop(dlt_proxy *p) {

@@ -29,6 +29,9 @@ int dlt_proxy_cuts_done(const dlt_proxy *p);
 void dlt_proxy_delay_after(dlt_proxy *p, const char *pattern, int64_t ms);
 /* Closes every relayed connection (both sides), as a network cut would. */
 void dlt_proxy_cut_all(dlt_proxy *p);
+/* on = 1: closes every relayed connection, and closes each new one at once, without reaching the
+ * server (Redis out of reach); on = 0: relays again. */
+void dlt_proxy_refuse(dlt_proxy *p, int on);
 /* Stops the thread, closes everything, frees. */
 void dlt_proxy_stop(dlt_proxy *p);
 

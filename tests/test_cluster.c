@@ -613,6 +613,111 @@ static void test_tls(void **state) {
     assert_true(dlt_contains(dlock_errmsg(), url + strlen("rediss://")));
 }
 
+/* The port of a replica of master `port` (from its ROLE), or 0. */
+static int replica_of(int port) {
+    redisReply *r = on_port(port, "ROLE");
+    int rp = 0;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
+        r->element[2]->type == REDIS_REPLY_ARRAY && r->element[2]->elements > 0) {
+        const redisReply *e = r->element[2]->element[0];
+        if (e->type == REDIS_REPLY_ARRAY && e->elements >= 2 && e->element[1]->str != NULL) {
+            rp = atoi(e->element[1]->str);
+        }
+    }
+    freeReplyObject(r);
+    return rp;
+}
+
+/* A release hands the lock only to a waiter subscribed at the id's master itself, and sends no
+ * grant to one subscribed anywhere else. Replication carries SPUBLISH on to the master's replica
+ * and the Cluster bus carries PUBLISH to every node, while the releaser's count is only of the
+ * master's own subscribers: a waiter that had subscribed on a replica (after a failover, on a
+ * stale map; Redis 7.0 takes SSUBSCRIBE there) got the grant message, took it for its grant, and
+ * the releaser, counting no subscriber, passed the lock on to another: two holders. `make fault`
+ * (cluster-failover) found it. Here a waiter's entry, as queue_try.lua writes it, names a channel
+ * with a raw subscriber on the replica (SSUBSCRIBE), then on the other master (SUBSCRIBE). */
+static void test_no_grant_to_a_subscriber_elsewhere(void **state) {
+    (void)state;
+    dlock_client *c = open_cluster();
+    const char *id = id_on(0, "elsewhere");
+    int owner = master_of_slot(slot_of(id)), replica = replica_of(owner);
+    assert_true(replica > 0);
+    int where[2] = {replica, other_master(owner)};
+    const char *how[2] = {"SSUBSCRIBE", "SUBSCRIBE"}, *pub[2] = {"s", "p"};
+    const char *chan[2] = {"00000000feedf00d", "00000000deadbeef"};
+    for (int k = 0; k < 2; k++) {
+        char channel[256];
+        snprintf(channel, sizeof channel, "{%s}:grant:%s", id, chan[k]);
+        redisContext *sub = dlt_raw_connect(where[k], NULL);
+        redisReply *r = redisCommand(sub, "%s %s", how[k], channel);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY); /* taken, on a replica too */
+        freeReplyObject(r);
+
+        dlock_lock *holder = dlt_lock_new(c, id, NULL);
+        dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+        r = on_port(owner, "TIME");
+        long long now = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+        freeReplyObject(r);
+        freeReplyObject(on_port(owner, "RPUSH {%s}:queue elsewhere", id));
+        freeReplyObject(on_port(owner, "HSET {%s}:waiters elsewhere %lld|2000|0|1|%s|%s", id,
+                                now + 10000, chan[k], pub[k]));
+        dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+        dlock_lock_free(holder);
+
+        redisContext *raw = dlt_raw_connect(owner, NULL);
+        assert_false(dlt_raw_exists(raw, id, strlen(id))); /* released, handed to nobody */
+        redisFree(raw);
+        struct timeval tv = {0, (int)dlt_slow(300) * 1000};
+        redisSetTimeout(sub, tv);
+        void *got = NULL;
+        if (redisGetReply(sub, &got) == REDIS_OK) {
+            const redisReply *m = got;
+            fail_msg("%s on port %d received a grant the releaser did not make: %s", how[k],
+                     where[k],
+                     m->type == REDIS_REPLY_ARRAY && m->elements == 3 ? m->element[2]->str : "?");
+        }
+        freeReplyObject(got);
+        redisFree(sub);
+    }
+    dlock_client_close(c);
+}
+
+/* A subscription goes to the master of the channel's slot even when the client's map names the
+ * master's replica, as it can just after a failover. Redis 7.0 takes SSUBSCRIBE on a replica
+ * (without READONLY), and the replica's subscribers receive what the master publishes, but a
+ * release counts only the master's own and so skipped such a waiter at every hand-off until its
+ * subscription broke. */
+static void test_subscribe_skips_a_replica(void **state) {
+    (void)state;
+    dlock_client *c = open_cluster();
+    const char *id = id_on(0, "sub-replica");
+    char ch[200], moved[64];
+    snprintf(ch, sizeof ch, "{%s}:grant:0123456789abcdef", id);
+    unsigned slot = slot_of(ch);
+    int owner = master_of_slot(slot), replica = replica_of(owner);
+    assert_true(replica > 0);
+    /* A stale map: the slot's master is the replica. */
+    snprintf(moved, sizeof moved, "MOVED %u 127.0.0.1:%d", slot, replica);
+    dlock__reply r = {.type = DLOCK__REPLY_ERROR, .str = moved, .len = strlen(moved)};
+    assert_non_null(dlock__cluster_follow(c->cluster, &r, NULL));
+    assert_int_equal(dlock__node_port(dlock__cluster_node_for(c->cluster, (int)slot)), replica);
+    dlock__conn *sub;
+    int sharded = 0;
+    dlt_assert_rc(dlock__sub_open(c, ch, strlen(ch), &sub, &sharded), DLOCK_OK);
+    redisReply *n = on_port(owner, "SPUBLISH %s hello", ch);
+    assert_int_equal(n->integer, 1); /* subscribed on the master itself */
+    freeReplyObject(n);
+    int rc;
+    char *got = read_payload(c, sub, 2000, &rc);
+    dlt_assert_rc(rc, DLOCK_OK);
+    assert_non_null(got);
+    assert_string_equal(got, "hello");
+    free(got);
+    dlock__sub_close(c, sub);
+    dlock_client_close(c);
+}
+
 /* A slot that no master serves takes the cluster down: dlock reports Redis's CLUSTERDOWN as a
  * server error, never as "not acquired". */
 static void test_clusterdown(void **state) {
@@ -758,6 +863,8 @@ int main(void) {
         cmocka_unit_test(test_subscribe_follows_slot),
         cmocka_unit_test(test_wait_handoff),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_no_grant_to_a_subscriber_elsewhere),
+        cmocka_unit_test(test_subscribe_skips_a_replica),
         cmocka_unit_test(test_clusterdown),
         cmocka_unit_test(test_paused_master_costs_the_command_deadline),
         cmocka_unit_test(test_failover),

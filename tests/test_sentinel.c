@@ -356,6 +356,58 @@ typedef struct renew_seen {
     atomic_int lost, reason;
 } renew_seen;
 
+/* A release sends no grant to a waiter subscribed on a replica. Replication carries PUBLISH and
+ * SPUBLISH on to the replicas while the releaser's count is only of the master's own
+ * subscribers, and a master demoted by a failover keeps its subscribers: such a waiter took the
+ * message for its grant while the releaser, counting none, passed the lock on (test_cluster's
+ * test_no_grant_to_a_subscriber_elsewhere has the story). A waiter's entry, as queue_try.lua
+ * writes it, names a channel with a raw subscriber on a replica, sharded and then plain. */
+static void test_no_grant_to_a_replica_subscriber(void **state) {
+    (void)state;
+    wait_group_whole(); /* replication up, or nothing could reach the replica anyway */
+    dlock_client *c = dlt_open(url(), NULL);
+    int master = master_port(1), rep[2];
+    replicas_of(master, rep);
+    const char *how[2] = {"SSUBSCRIBE", "SUBSCRIBE"}, *pub[2] = {"s", "p"};
+    const char *chan[2] = {"00000000feedf00d", "00000000deadbeef"};
+    for (int k = 0; k < 2; k++) {
+        const char *id = dlt_id("replica-sub");
+        char channel[256];
+        snprintf(channel, sizeof channel, "{%s}:grant:%s", id, chan[k]);
+        redisContext *sub = dlt_raw_connect(node_port_n(rep[0]), NULL);
+        redisReply *r = redisCommand(sub, "%s %s", how[k], channel);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+        freeReplyObject(r);
+
+        dlock_lock *holder = dlt_lock_new(c, id, NULL);
+        dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+        redisContext *m = dlt_raw_connect(master, NULL);
+        r = dlt_raw_cmd(m, "TIME");
+        long long now = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+        freeReplyObject(r);
+        freeReplyObject(redisCommand(m, "RPUSH {%s}:queue elsewhere", id));
+        freeReplyObject(redisCommand(m, "HSET {%s}:waiters elsewhere %lld|2000|0|1|%s|%s", id,
+                                     now + 10000, chan[k], pub[k]));
+        dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+        dlock_lock_free(holder);
+        assert_false(dlt_raw_exists(m, id, strlen(id))); /* released, handed to nobody */
+        redisFree(m);
+        struct timeval tv = {0, (int)dlt_slow(300) * 1000};
+        redisSetTimeout(sub, tv);
+        void *got = NULL;
+        if (redisGetReply(sub, &got) == REDIS_OK) {
+            const redisReply *msg = got;
+            fail_msg("%s on a replica received a grant the releaser did not make: %s", how[k],
+                     msg->type == REDIS_REPLY_ARRAY && msg->elements == 3 ? msg->element[2]->str
+                                                                          : "?");
+        }
+        freeReplyObject(got);
+        redisFree(sub);
+    }
+    dlock_client_close(c);
+}
+
 static void on_renew_error(dlock_lock *l, int rc, const char *msg, void *ud) {
     (void)l;
     (void)msg;
@@ -535,6 +587,7 @@ int main(void) {
         cmocka_unit_test(test_all_sentinels_down),
         cmocka_unit_test(test_unknown_master_name),
         cmocka_unit_test(test_wait_replicas),
+        cmocka_unit_test(test_no_grant_to_a_replica_subscriber),
         cmocka_unit_test(test_failover_loses_unwaited_lock),
         cmocka_unit_test(test_switch_moves_client_at_once),
         cmocka_unit_test(test_forced_failover),

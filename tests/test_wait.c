@@ -508,6 +508,46 @@ static void test_cancel_cut_off_says_it_may_hold(void **state) {
     slow_close(&slow);
 }
 
+/* A call that could not leave the queue (Redis out of reach when it stopped waiting) leaves its
+ * entry behind, live for up to 1.5 s. The next call of the same handle must not subscribe to
+ * that entry's channel again: the old entry then looks live, a release hands the lock to the old
+ * call's token, which nobody claims, and the lock sits idle for a whole lease. `make fault`'s
+ * cluster-kill found it (ids still for 10 s, the lease, after the cluster refused a leave with
+ * CLUSTERDOWN). */
+static void test_failed_leave_is_not_handed_the_lock(void **state) {
+    dlock_client *c = ((fixture *)*state)->c;
+    redisContext *raw = ((fixture *)*state)->raw;
+    dlt_proxy *p = dlt_proxy_start(dlt_env_int("DLOCK_TEST_PORT"));
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", dlt_proxy_port(p));
+    dlock_client_options co = {.command_timeout_ms = 500, .connect_timeout_ms = 500};
+    dlock_client *pc = dlt_open(url, &co);
+    const char *id = dlt_id("failed-leave");
+    dlock_lock_options lo = {.lease_ms = 20000};
+    dlock_lock *holder = dlt_lock_new(c, id, &lo), *wl = dlt_lock_new(pc, id, &lo);
+    dlt_assert_rc(dlock_lock_acquire(holder, NULL), DLOCK_OK);
+    waiter w;
+    waiter_start(&w, wl, 20000);
+    dlt_await_queue_len(raw, id, 1);
+    dlt_proxy_refuse(p, 1); /* its next try fails, and so does leaving the queue */
+    assert_true(waiter_join(&w) < 0);
+    dlt_proxy_refuse(p, 0);
+    assert_int_equal(dlt_queue_len(raw, id), 1); /* the entry it could not take out */
+    waiter_start(&w, wl, 20000);
+    dlt_await_queue_len(raw, id, 2);
+    int64_t released = dlt_now_ms();
+    dlt_assert_rc(dlock_lock_release(holder), DLOCK_OK);
+    assert_int_equal(waiter_join(&w), DLOCK_OK);
+    print_message("the next call had the lock %lld ms after the release\n",
+                  (long long)(w.returned_at - released));
+    assert_true(w.returned_at - released < dlt_slow(1000)); /* not after the 20 s lease */
+    dlt_assert_rc(dlock_lock_release(wl), DLOCK_OK);
+    dlock_lock_free(holder);
+    dlock_lock_free(wl);
+    dlock_client_close(pc);
+    dlt_proxy_stop(p);
+}
+
 /* Fencing counters beyond what a Lua number holds exactly (10^14 prints as 1e+14; 2^53 rounds)
  * still hand off and still increase by one. */
 static void test_large_fencing_counters(void **state) {
@@ -638,6 +678,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_paused_waiter_keeps_its_turn, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refused_subscribe_is_retried, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_cut_off_says_it_may_hold, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_leave_is_not_handed_the_lock, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_large_fencing_counters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pattern_subscriber_changes_nothing, fx_setup,

@@ -1,13 +1,18 @@
 -- Release with hand-off (src/queue.c; the entry formats are described in queue_try.lua).
 -- If our token holds the key, the lock passes straight to the first queued waiter that is live
--- (its entry refreshed within its live time) and still subscribed to its grant channel: the
--- grant's PUBLISH (SPUBLISH where the waiter subscribed so, which no pattern subscriber can
--- receive) reaches nobody when the waiter's process died or it stopped waiting, and that waiter
--- is skipped. The grantee gets its own lease, a fencing token if it asked for one, and the
--- message "gen|fence|chan" naming the try whose entry was granted, so a late message cannot be
--- mistaken for a grant of a later try. The message carries no token. Otherwise the key is
--- deleted. The fencing counter is checked before anything changes, so a broken counter fails
--- the release with nothing done.
+-- (its entry refreshed within its live time) and subscribed to its grant channel on this very
+-- server; a waiter whose process died or that stopped waiting has no subscriber left and is
+-- skipped. The subscribers are counted before anything is published (PUBSUB SHARDNUMSUB, or
+-- NUMSUB for a SUBSCRIBE, count this server's own and no pattern subscriber), and the grant is
+-- published only to a waiter counted so: replication carries PUBLISH and SPUBLISH on to the
+-- replicas, and a Cluster carries PUBLISH to every node, so a waiter subscribed anywhere else (a
+-- replica, or a demoted master that kept its subscribers, after a failover) would still receive
+-- a grant that PUBLISH's own count of 0 then made us skip: two holders. A server that refuses
+-- PUBSUB in scripts is left to PUBLISH's count. The grantee gets its own lease, a fencing token
+-- if it asked for one, and the message "gen|fence|chan" naming the try whose entry was granted,
+-- so a late message cannot be mistaken for a grant of a later try. The message carries no
+-- token. Otherwise the key is deleted. The fencing counter is checked before anything changes,
+-- so a broken counter fails the release with nothing done.
 --
 -- KEYS: lock key, queue, waiter hash, fencing counter, and optionally the holder record (deleted
 --       with the hold it describes; see src/holder.c).
@@ -49,7 +54,11 @@ while true do
       f = redis.call('get', KEYS[4])
     end
     local msg = gen .. '|' .. f .. '|' .. chan
-    local n = redis.pcall(pub == 's' and 'spublish' or 'publish', ARGV[2] .. chan, msg)
+    local here = redis.pcall('pubsub', pub == 's' and 'shardnumsub' or 'numsub', ARGV[2] .. chan)
+    local n = 0
+    if type(here) ~= 'table' or here.err or (tonumber(here[2]) or 0) > 0 then
+      n = redis.pcall(pub == 's' and 'spublish' or 'publish', ARGV[2] .. chan, msg)
+    end
     if type(n) == 'number' and n > 0 then
       redis.call('set', KEYS[1], w, 'PX', lease)
       redis.call('hset', KEYS[3], '',

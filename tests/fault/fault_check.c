@@ -29,6 +29,9 @@
  *   --min-kills N            at least N waiters must have been killed while queued
  *   --max-errors N           more failed calls than N are unexplained by the faults injected
  *   --idle-out FILE          append each dead-waiter idle figure (ms) to FILE, one a line
+ *   --max-gap-ms MS          the longest pause between holds (nobody holding, from the end of
+ *                            one hold to the start of the next; a failover's outage) must be
+ *                            <= MS
  *
  * Checks (each failure is printed with the records involved; the exit status is 1 on any):
  *   - overlap: two holds whose intervals intersect while BOTH leases were still valid (by the
@@ -37,6 +40,10 @@
  *     storage consistent. An intersection after the first holder's validity ran out is a
  *     "takeover" (expected when a holder is paused), not a violation.
  *   - lost update: the storage counter must equal the number of accepted writes.
+ *   - fencing order (with --fencing): an acquire that began after another hold's acquire had
+ *     returned must have a larger token, unless a data loss came between them (the counter
+ *     restarts). Ordered by when calls began and returned, so a call that a pause kept from
+ *     returning is judged by what it could know.
  *   - stale holder (paused): its validity must be 0 on waking, its extend and release must
  *     return DLOCK_NOT_HELD, and with fencing
  *     its write must have been rejected and a newer holder must have had a higher token.
@@ -386,6 +393,96 @@ static void check_promises(int verbose) {
     }
 }
 
+/* ---- fencing order and pauses ---- */
+
+/* How many data losses happened at or before t (losses sorted). */
+static size_t losses_upto(int64_t t) {
+    size_t lo = 0, hi = losses.n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (losses.v[mid] <= t) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static int cmp_by_t0(const void *a, const void *b) {
+    const hold *x = &holds.v[*(const size_t *)a], *y = &holds.v[*(const size_t *)b];
+    return x->t0 < y->t0 ? -1 : x->t0 > y->t0;
+}
+
+/* Fencing order (docs/guarantees.md, section 6): every hold B whose acquire began after hold
+ * A's acquire had returned has a larger token than A, unless Redis lost its data between A's
+ * call and B's start (no loss between them: both in the same "epoch" of the loss list). A sweep
+ * over the holds in the order their calls began, adding the holds that had returned by then,
+ * with the largest token so far per epoch. Needs the holds sorted by start. */
+static long check_fence_order(int verbose) {
+    size_t n = holds.n, epochs = losses.n + 1;
+    size_t *by_t0 = malloc((n + 1) * sizeof *by_t0), *max_at = calloc(epochs, sizeof *max_at);
+    int64_t *max_fence = calloc(epochs, sizeof *max_fence);
+    if (by_t0 == NULL || max_at == NULL || max_fence == NULL) {
+        abort();
+    }
+    for (size_t k = 0; k < n; k++) {
+        by_t0[k] = k;
+    }
+    qsort(by_t0, n, sizeof *by_t0, cmp_by_t0);
+    long bad = 0;
+    for (size_t k = 0, next = 0; k < n; k++) {
+        const hold *b = &holds.v[by_t0[k]];
+        for (; next < n && holds.v[next].start < b->t0; next++) {
+            size_t e = losses_upto(holds.v[next].t0);
+            if (holds.v[next].fence > max_fence[e]) {
+                max_fence[e] = holds.v[next].fence;
+                max_at[e] = next;
+            }
+        }
+        size_t e = losses_upto(b->start);
+        if (b->fence <= 0 || max_fence[e] <= 0 || b->fence > max_fence[e]) {
+            continue;
+        }
+        bad++;
+        const hold *a = &holds.v[max_at[e]];
+        if (verbose && bad <= 10) {
+            fail("fencing: w%d#%d's acquire began at %" PRId64 " us, after w%d#%d's had returned "
+                 "with token %" PRId64 " at %" PRId64 ", and got token %" PRId64 " (not larger)",
+                 b->w, b->seq, b->t0, a->w, a->seq, a->fence, a->start, b->fence);
+        } else if (verbose) {
+            failures++;
+        }
+    }
+    free(by_t0);
+    free(max_at);
+    free(max_fence);
+    return bad;
+}
+
+static int64_t max_token(void) {
+    int64_t m = 0;
+    for (size_t k = 0; k < holds.n; k++) {
+        m = holds.v[k].fence > m ? holds.v[k].fence : m;
+    }
+    return m;
+}
+
+/* The longest pause between holds, nobody holding: from the end of the holds so far to the
+ * start of the next (holds sorted by start). *at is when it began. */
+static int64_t longest_gap(int64_t *at) {
+    int64_t worst = 0, end = holds.n > 0 ? holds.v[0].end : 0;
+    *at = 0;
+    for (size_t k = 1; k < holds.n; k++) {
+        if (holds.v[k].start - end > worst) {
+            worst = holds.v[k].start - end;
+            *at = end;
+        }
+        end = holds.v[k].end > end ? holds.v[k].end : end;
+    }
+    return worst;
+}
+
 /* ---- dead-waiter idle ---- */
 
 typedef struct idle_stats {
@@ -606,7 +703,37 @@ static int selftest(void) {
     printf("fault_check selftest: dead-waiter idle %s (%" PRId64 " us)\n", ok4 ? "ok" : "FAILED",
            is.max_us);
     free(is.per_event.v);
-    ok = ok && ok2 && ok3 && ok4;
+
+    /* Fencing order: b began after a returned, with a larger token: fine; c began after b had
+     * returned but got b's token: wrong. d began before c returned, so only a and b bind it,
+     * and its token 1 is wrong, unless Redis lost its data (and the counter) in between. */
+    holds.n = 0;
+    kills.n = 0;
+    a = mkhold(1, 0, 100, 5000, 200);
+    b = mkhold(2, 150, 300, 5000, 400);
+    hold c = mkhold(3, 350, 500, 5000, 600), d = mkhold(4, 450, 700, 5000, 800);
+    a.fence = 5, b.fence = 6, c.fence = 6, d.fence = 1;
+    PUSH(holds, a);
+    PUSH(holds, b);
+    PUSH(holds, c);
+    check_overlaps(0);
+    long f1 = check_fence_order(0);
+    holds.n = 0;
+    c.fence = 7;
+    PUSH(holds, a);
+    PUSH(holds, b);
+    PUSH(holds, c);
+    PUSH(holds, d);
+    check_overlaps(0);
+    long f2 = check_fence_order(0);
+    t = 420;
+    PUSH(losses, t); /* the counter restarted at 420: d's 1 is allowed */
+    long f3 = check_fence_order(0);
+    losses.n = 0;
+    int ok5 = f1 == 1 && f2 == 1 && f3 == 0;
+    printf("fault_check selftest: fencing order %s (%ld %ld %ld)\n", ok5 ? "ok" : "FAILED", f1, f2,
+           f3);
+    ok = ok && ok2 && ok3 && ok4 && ok5;
     printf("fault_check selftest: %s\n", ok ? "ok" : "FAILED");
     return ok ? 0 : 1;
 }
@@ -617,7 +744,7 @@ int main(int argc, char **argv) {
     int workers = 0, cycles = 0, fencing = 0, pauses = 0, expect_lost = 0, clean = 0,
         expect_allowed = 0, min_kills = 0;
     long min_errors = 0, max_errors = -1;
-    int64_t wait_ms = 0, bound_ms = 0, acq_bound_ms = 0, idle_max_ms = -1;
+    int64_t wait_ms = 0, bound_ms = 0, acq_bound_ms = 0, idle_max_ms = -1, max_gap_ms = -1;
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
@@ -663,6 +790,8 @@ int main(int argc, char **argv) {
             min_kills = atoi(v), i++;
         } else if (strcmp(a, "--max-errors") == 0) {
             max_errors = atol(v), i++;
+        } else if (strcmp(a, "--max-gap-ms") == 0) {
+            max_gap_ms = atoll(v), i++;
         } else {
             fprintf(stderr, "fault_check: unknown option %s\n", a);
             return 2;
@@ -688,6 +817,7 @@ int main(int argc, char **argv) {
         if (f != NULL) {
             fclose(f);
         }
+        qsort(losses.v, losses.n, sizeof *losses.v, cmp_i64);
     }
 
     /* Recovery: every worker finished. */
@@ -704,9 +834,16 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* Mutual exclusion. */
+    /* Mutual exclusion, fencing order, and how long the id stood still. */
     overlap_counts oc = check_overlaps(1);
     check_promises(1);
+    long fence_backwards = fencing ? check_fence_order(1) : 0;
+    int64_t gap_at, gap_us = longest_gap(&gap_at);
+    if (max_gap_ms >= 0 && gap_us > max_gap_ms * 1000) {
+        fail("nobody held the lock for %" PRId64 " ms from %" PRId64 " us on (bound %" PRId64
+             " ms): the clients did not recover in time",
+             gap_us / 1000, gap_at, max_gap_ms);
+    }
     idle_stats idle = dead_waiter_idle((size_t)workers + 1, 0);
     idle_stats pidle = dead_waiter_idle((size_t)workers + 1, 1);
     free(pidle.per_event.v); /* only its figures are used */
@@ -906,6 +1043,12 @@ int main(int argc, char **argv) {
     printf("  holds %zu, overlaps while valid %ld (allowed after data loss %ld), takeovers after "
            "lease end %ld\n",
            holds.n, oc.violations, oc.allowed, oc.takeovers);
+    if (fencing) {
+        printf("  fencing: %ld tokens not larger than one returned before the acquire began; "
+               "largest %" PRId64 "\n",
+               fence_backwards, holds.n > 0 ? max_token() : 0);
+    }
+    printf("  longest pause between holds: %" PRId64 " ms\n", gap_us / 1000);
     printf("  storage: counter %" PRId64 ", accepted writes %" PRId64 ", rejected accesses %" PRId64
            ", lost updates %" PRId64 "%s\n",
            st.counter, st.writes, st.rejected, lost, expect_lost ? " (expected: no fencing)" : "");
@@ -944,11 +1087,13 @@ int main(int argc, char **argv) {
                     " stale_rejected=%ld errors=%ld max_err_ms=%" PRId64 " orphans=%ld"
                     " orphans_silent=%ld ghosts=%ld waiter_kills=%ld holder_kills=%ld stops=%zu"
                     " gaveup=%ld idle_events=%ld idle_max_ms=%" PRId64 " idle_p99_ms=%" PRId64
-                    " zero_validity=%ld lost_notices=%zu\n",
+                    " zero_validity=%ld lost_notices=%zu fence_backwards=%ld max_gap_ms=%" PRId64
+                    "\n",
                     name, failures == 0, holds.n, oc.violations, oc.allowed, oc.takeovers, lost,
                     st.rejected, stale_rejected, all_errors, max_err_us / 1000, orphans_allowed,
                     orphans_silent, ghosts, waiter_kills, holder_kills, stops.n, idle.gaveup,
-                    idle.events, idle.max_us / 1000, idle.p99_us / 1000, zero_validity, lostevs.n);
+                    idle.events, idle.max_us / 1000, idle.p99_us / 1000, zero_validity, lostevs.n,
+                    fence_backwards, gap_us / 1000);
             fclose(f);
         }
     }

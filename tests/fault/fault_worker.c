@@ -12,8 +12,10 @@
  * acquisitions or at the -D deadline. With -p, the listed hold numbers are paused with a real
  * SIGSTOP (a child sends SIGCONT after -P ms) between the read and the write, so the lease runs
  * out while the holder believes it holds the lock; it then writes, extends and releases. With
- * -L N every N-th hold lasts a second (inside its lease) and shows the file STATE.longcs
- * meanwhile, so the injector can kill Redis while a hold is in progress.
+ * -L N every N-th hold lasts a second (-H MS: that long instead; keep it inside the lease) and
+ * shows the file STATE.longcs meanwhile, so the injector can kill Redis while a hold is in
+ * progress. -r N sets the lock option wait_replicas = N (each lock write waits for N replicas,
+ * WAIT).
  *
  * Worker kinds (issue 10), combinable:
  *   -R        reuse one token for every acquire of this worker (the seed's model: one uuid per
@@ -44,7 +46,8 @@
  *                                    2 could not check; CLASS: what dlock_errmsg said about the
  *                                    lost reply: V verified-not-held, U unverifiable, N other
  *   rel|prel|ext T0 T1 RC            rel: the first release after a hold; rer: a retry of it
- *   rer T0 T1 RC                     after an error
+ *   rer T0 T1 RC                     after an error (a hold whose release failed every time is
+ *                                    released again before the next acquire, until it works)
  *   hold W SEQ T0 START VALID_UNTIL END FENCE READ WRITE PAUSED V0
  *                                    T0: the acquire call began; VALID_UNTIL: the latest end of
  *                                    validity the library promised during the hold (after the
@@ -66,8 +69,9 @@ typedef struct cfg {
     const char *url, *direct_url, *id, *state, *log, *stopfile;
     const char *marker;
     int wid, cycles, fencing, connect_ms, command_ms, long_every, reuse, renew, victim, broken;
+    int wait_replicas;
     int64_t lease_ms, wait_ms, cs_us, think_ms, deadline_s, pause_ms, renew_ms, extend_ms,
-        giveup_ms;
+        giveup_ms, long_ms;
     int pauses[16], npauses;
 } cfg;
 
@@ -79,7 +83,8 @@ static void usage(void) {
                     "  [-n CYCLES] [-l LEASE_MS] [-W WAIT_MS] [-f] [-c CS_US] [-t THINK_MS]\n"
                     "  [-s STATE] [-o LOG] [-C CONNECT_MS] [-T COMMAND_MS] [-D DEADLINE_S]\n"
                     "  [-p HOLD,HOLD,...] [-P PAUSE_MS] [-x STOPFILE] [-L EVERY]\n"
-                    "  [-R] [-a] [-I RENEW_MS] [-e EXTEND_MS] [-k MARKER] [-V] [-G GIVEUP_MS]\n");
+                    "  [-R] [-a] [-I RENEW_MS] [-e EXTEND_MS] [-k MARKER] [-V] [-G GIVEUP_MS]\n"
+                    "  [-H LONG_MS] [-r WAIT_REPLICAS] [-U]\n");
     exit(2);
 }
 
@@ -101,14 +106,16 @@ static void parse(int argc, char **argv, cfg *c) {
                .connect_ms = 1000,
                .command_ms = 500,
                .deadline_s = 240,
-               .pause_ms = 3000};
+               .pause_ms = 3000,
+               .long_ms = 1000};
     if (argc < 2) {
         usage();
     }
     c->mode = argv[1];
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:RaI:e:k:VG:U")) != -1) {
+    while ((opt = getopt(argc, argv, "u:d:i:w:n:l:W:fc:t:s:o:C:T:D:p:P:x:L:RaI:e:k:VG:UH:r:")) !=
+           -1) {
         switch (opt) {
         case 'u':
             c->url = optarg;
@@ -193,6 +200,12 @@ static void parse(int argc, char **argv, cfg *c) {
             break;
         case 'U':
             c->broken = 1;
+            break;
+        case 'H':
+            c->long_ms = num(optarg);
+            break;
+        case 'r':
+            c->wait_replicas = (int)num(optarg);
             break;
         default:
             usage();
@@ -323,13 +336,14 @@ static int64_t valid_until_now(const dlock_lock *lock) {
 }
 
 /* The first release of a hold is logged as rel; after an error it is retried (rer) a few times,
- * so that a lost release reply does not block the id for a whole lease. */
-static int release_hold(const cfg *c, dlock_lock *lock, int *errors) {
+ * so that a lost release reply does not block the id for a whole lease. `again`: every attempt
+ * is a retry (finish_release). */
+static int release_hold(const cfg *c, dlock_lock *lock, int *errors, int again) {
     int rel = 0;
     for (int attempt = 0; attempt < 4; attempt++) {
         int64_t t0 = fault_now_us();
         rel = dlock_lock_release(lock);
-        fprintf(wlog, "%s %" PRId64 " %" PRId64 " %d\n", attempt == 0 ? "rel" : "rer", t0,
+        fprintf(wlog, "%s %" PRId64 " %" PRId64 " %d\n", attempt == 0 && !again ? "rel" : "rer", t0,
                 fault_now_us(), rel);
         if (rel >= 0) {
             break;
@@ -339,6 +353,15 @@ static int release_hold(const cfg *c, dlock_lock *lock, int *errors) {
         fault_sleep_us(50000);
     }
     return rel;
+}
+
+/* A hold whose release failed every time (Redis away for longer than the retries, a failover)
+ * still holds its token in the handle, and an acquire on the handle would answer at once that
+ * it holds the lock already: release it first, as the library says, until that works. */
+static void finish_release(const cfg *c, dlock_lock *lock, int *errors, int64_t deadline) {
+    while (!stop_requested(c) && fault_now_us() < deadline &&
+           release_hold(c, lock, errors, 1) < 0) {
+    }
 }
 
 static int run_worker(const cfg *c) {
@@ -355,7 +378,8 @@ static int run_worker(const cfg *c) {
                              .auto_renew = c->renew,
                              .renew_interval_ms = c->renew_ms,
                              .on_lost = on_lost,
-                             .userdata = &hc};
+                             .userdata = &hc,
+                             .wait_replicas = c->wait_replicas};
     dlock_lock *lock;
     if (dlock_lock_new(&lock, cl, c->id, &lo) != DLOCK_OK) {
         fprintf(stderr, "fault_worker: lock_new: %s\n", dlock_errmsg());
@@ -364,10 +388,14 @@ static int run_worker(const cfg *c) {
     fprintf(wlog, "worker %d %d %s\n", c->wid, (int)getpid(), c->victim ? "victim" : "worker");
     fflush(wlog);
     unsigned seed = (unsigned)getpid() ^ (unsigned)start;
-    int succ = 0, errors = 0, notacq = 0;
+    int succ = 0, errors = 0, notacq = 0, unreleased = 0;
     for (int seq = 1;
          (c->cycles == 0 || succ < c->cycles) && fault_now_us() < deadline && !stop_requested(c);
          seq++) {
+        if (unreleased) {
+            finish_release(c, lock, &errors, deadline);
+            unreleased = 0;
+        }
         char token[64];
         if (c->reuse) {
             snprintf(token, sizeof token, "w%d-%d", c->wid, (int)getpid());
@@ -430,14 +458,14 @@ static int run_worker(const cfg *c) {
         if (paused) {
             pause_self(c->pause_ms);
         }
-        /* Every -L'th hold works for a second, inside its lease, with a marker file that tells
-         * the fault injector "kill Redis now": a data loss then lands mid-hold. */
+        /* Every -L'th hold works for -H ms (a second), inside its lease, with a marker file that
+         * tells the fault injector "kill Redis now": a data loss then lands mid-hold. */
         int is_long = c->long_every > 0 && hold % c->long_every == 0;
         char marker[4096];
         snprintf(marker, sizeof marker, "%s.longcs", c->state);
         if (rd == 1 && is_long) {
             fclose(fopen(marker, "w"));
-            fault_sleep_us(1000000);
+            fault_sleep_us(c->long_ms * 1000);
             unlink(marker);
         }
         if (rd == 1) {
@@ -469,7 +497,8 @@ static int run_worker(const cfg *c) {
             fprintf(wlog, "ext %" PRId64 " %" PRId64 " %d\n", t0, fault_now_us(), ext);
         }
         int errors_before = errors;
-        int rel = release_hold(c, lock, &errors);
+        int rel = release_hold(c, lock, &errors, 0);
+        unreleased = rel < 0;
         if (c->broken && errors > errors_before) {
             int64_t b0 = fault_now_us();
             fault_sleep_us(50000);
@@ -502,7 +531,10 @@ static int run_probe(const cfg *c) {
     int64_t start = fault_now_us(), deadline = start + c->deadline_s * 1000000;
     dlock_client *cl = open_client(c, c->url, start + 10000000);
     inspector = open_client(c, c->direct_url, start + 10000000);
-    dlock_lock_options lo = {.lease_ms = c->lease_ms, .attempts = 1, .fencing = c->fencing};
+    dlock_lock_options lo = {.lease_ms = c->lease_ms,
+                             .attempts = 1,
+                             .fencing = c->fencing,
+                             .wait_replicas = c->wait_replicas};
     for (int n = 1; !stop_requested(c) && fault_now_us() < deadline; n++) {
         char id[64], token[64];
         snprintf(id, sizeof id, "dlock-fault:probe:%d:%d", (int)getpid(), n);

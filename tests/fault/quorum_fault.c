@@ -13,7 +13,8 @@
  * increase in the order of the holds; every worker finished. Every 10th hold lasts 400 ms, so
  * that faults land inside holds. Prints its figures; exit 0 if clean. "broken" makes worker 0
  * skip the lock on every 5th hold (it works as if it held it, with its last token): the check
- * must then fail, which shows it can. */
+ * must then fail, which shows it can. It ends with a FAULTS and a FIGURES line for the figures of
+ * tests/fault/run.sh (scenario quorum, `make fault`); ctest runs the broken self-test only. */
 #define _GNU_SOURCE
 #include "dlock.h"
 
@@ -230,6 +231,7 @@ static int check(shared *s, int workers, int holds) {
         }
     }
     int lost = s->counter != s->accepted;
+    int ok = overlaps == 0 && backwards == 0 && !lost && s->done == workers && n == workers * holds;
     printf("quorum_fault: %d holds by %d workers (%d finished), %d failed acquires, fencing "
            "tokens up to %lld\n",
            n, workers, s->done, s->errors, (long long)s->max_fence);
@@ -237,9 +239,11 @@ static int check(shared *s, int workers, int holds) {
            "(counter %lld, accepted %lld), refused accesses %lld\n",
            overlaps, backwards, lost ? "YES" : "no", (long long)s->counter, (long long)s->accepted,
            (long long)s->refused);
-    return overlaps == 0 && backwards == 0 && !lost && s->done == workers && n == workers * holds
-               ? 0
-               : 1;
+    printf("FIGURES name=quorum ok=%d holds=%d overlaps=%d allowed_overlaps=0 fence_backwards=%d "
+           "lost_updates=%lld rejected=%lld errors=%d finished=%d workers=%d\n",
+           ok, n, overlaps, backwards, (long long)(s->accepted - s->counter), (long long)s->refused,
+           s->errors, s->done, workers);
+    return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -273,6 +277,9 @@ int main(int argc, char **argv) {
     }
     printf("quorum_fault: %d faults: %d pauses, %d kills with AOF restart\n", faults, pauses,
            kills);
+    printf("FAULTS name=quorum n=%d what=%d SIGSTOPs and %d SIGKILLs + AOF restarts of 1 or 2 of "
+           "the 5 servers\n",
+           faults, pauses, kills);
     int rc = check(s, workers, holds);
     munmap(s, sizeof *s);
     return rc;

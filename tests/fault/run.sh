@@ -37,15 +37,39 @@
 #                         what the extend promised
 # Besides overlaps and lost updates, the waiter scenarios fail on a broken promise (a release or
 # extend that finds the key not ours inside the validity given), on any call over its bound, and
-# on more failed calls than the faults explain (none, or one per dropped reply).
+# on more failed calls than the faults explain (none, or one per dropped reply). Every fenced
+# scenario also fails on fencing tokens out of order (an acquire that began after another had
+# returned and got a token that is not larger), except across a data loss.
+#   cluster-failover      on a Redis Cluster of 3 masters + 3 replicas (harness/cluster-env.sh,
+#                         started once for the three cluster scenarios): 6 ids, 2 in each master's
+#                         slots, 3 workers each, all through one URL of the cluster; CLUSTER
+#                         FAILOVER on each master's replica and back again (6 coordinated
+#                         failovers, each at the start of a 1 s hold): no overlap, no broken
+#                         promise, and no id stands still for more than 3 s
+#   cluster-kill          each master in turn: its replica paused and its replication link cut
+#                         (CLIENT KILL TYPE replica), the master SIGKILLed at the start of a 6 s
+#                         hold (lease 10 s), the replica resumed and promoted, the killed node
+#                         restarted as its replica. Lock option wait_replicas = 1 (each master
+#                         has exactly one replica, the one promoted): no overlap, no broken
+#                         promise, calls that fail meanwhile fail as errors in time (never a false
+#                         answer), no id still for more than 20 s
+#   cluster-kill-async    the same without wait_replicas: the lock the master took after the cut
+#                         is lost, and the second holder must be seen (an overlap after the loss,
+#                         counted apart); the same logs checked without the loss times must fail
+#   quorum                fault/quorum_fault: 5 workers x 100 fenced holds on a Redlock over five
+#                         servers with AOF (harness/quorum-env.sh) while 1 or 2 of them at a time
+#                         are SIGSTOPped, or SIGKILLed and restarted from their AOF: no overlap,
+#                         fencing tokens in hold order, no lost update, every worker done
 #   load                  fault_load 100 threads x 1000 cycles (plain build)
 #   load-asan             the same under ASan, if $FAULT_ASAN_BUILD names an ASan build
 #   load-valgrind         20 threads x 50 cycles under valgrind
 #   fuzz                  fuzz/run.sh, $FAULT_FUZZ_SECONDS (default 30) per target
 #
 # Environment: FAULT_WORKERS (8), FAULT_CYCLES (200), FAULT_WORK (scratch dir, default a temp
-# dir removed on success), FAULT_ASAN_BUILD, FAULT_FUZZ_SECONDS, FAULT_BIN; FAULT_BROKEN=1 makes
-# every worker deliberately broken (fault_worker -U) to show the checks can fail.
+# dir removed on success), FAULT_ASAN_BUILD, FAULT_FUZZ_SECONDS, FAULT_BIN, FAULT_QUORUM_WORKERS
+# (5), FAULT_QUORUM_HOLDS (100), FAULT_CLUSTER_THINK (10 ms between a cluster worker's holds);
+# FAULT_BROKEN=1 makes every worker deliberately broken (fault_worker -U) to show the checks can
+# fail.
 # --smoke: a quick clean run (4 workers x 25 holds), for ctest.
 # --soak: `make soak`. Rounds of the scenarios above with short holds (ms), every fault kind in
 # turn, until SOAK_HOLDS (1000000) holds are checked or SOAK_MINUTES (30) pass; then the totals:
@@ -53,7 +77,9 @@
 # overlap or failed check. SOAK_ROUND_SECS (60) sets the length of a timed round, SOAK_CELLS (1)
 # how many ids contend side by side in it. About 1M holds in 20 minutes on 2 cores.
 #
-# Every redis-server and proxy is started here, as a child of this script, and stopped by PID.
+# Every redis-server and proxy is started here, as a child of this script, and stopped by PID;
+# the cluster's and the quorum's servers are daemons that their harness scripts start and stop
+# by PID file (also when this script exits early).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -74,7 +100,7 @@ fi
 build=$(cd "$1" && pwd)
 shift
 bin=${FAULT_BIN:-$build/tests/fault}
-for p in fault_worker fault_check fault_proxy fault_load; do
+for p in fault_worker fault_check fault_proxy fault_load quorum_fault; do
     [ -x "$bin/$p" ] || {
         echo "run.sh: $bin/$p not built (add_subdirectory(tests/fault) and build first)" >&2
         exit 2
@@ -91,6 +117,15 @@ SOAK_MINUTES=${SOAK_MINUTES:-30}
 SOAK_ROUND_SECS=${SOAK_ROUND_SECS:-60}
 SOAK_CELLS=${SOAK_CELLS:-1}
 CYCLES=${FAULT_CYCLES:-200}
+QUORUM_WORKERS=${FAULT_QUORUM_WORKERS:-5}
+QUORUM_HOLDS=${FAULT_QUORUM_HOLDS:-100}
+# The cluster scenarios: think time between holds (ms), and how long an id may stand still after
+# a coordinated failover, and around a kill: the replica is cut off for up to 5 s first (with
+# wait_replicas no lock can be taken meanwhile), detection takes cluster-node-timeout (2 s) and
+# the election 1-2 s more.
+CLUSTER_THINK=${FAULT_CLUSTER_THINK:-10}
+CLUSTER_FAILOVER_GAP_MS=3000
+CLUSTER_KILL_GAP_MS=20000
 if [ $smoke = 1 ]; then
     WORKERS=4
     CYCLES=25
@@ -119,14 +154,28 @@ sum_field() {
         awk '{s += $1} END {print s + 0}'
 }
 
+# max_field FIELD [REGEX]: the largest FIELD over the summary lines that match REGEX.
+max_field() {
+    grep -E "${2:-^FIGURES}" "$summary" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2 | sort -n |
+        tail -1
+}
+
 # On exit, stop what is still running of ours: `jobs -p` lists only this shell's children that
 # have not been reaped, so no PID here can have been reused by someone else's process.
+# The cluster's and the quorum's servers are daemons, stopped by their harness (by PID file).
+CLUSTER_DIR="" QUORUM_DIR=""
 cleanup() {
     local pid
     for pid in $(jobs -p); do
         kill -CONT "$pid" 2>/dev/null
         kill -KILL "$pid" 2>/dev/null
     done
+    if [ -n "$CLUSTER_DIR" ]; then
+        bash "$root/tests/harness/cluster-env.sh" stop "$CLUSTER_DIR" >/dev/null 2>&1
+    fi
+    if [ -n "$QUORUM_DIR" ]; then
+        bash "$root/tests/harness/quorum-env.sh" stop "$QUORUM_DIR" >/dev/null 2>&1
+    fi
 }
 trap cleanup EXIT
 
@@ -411,18 +460,255 @@ inject_timed() {
     record_faults "$NAME" "${PROXY_FIRED:-0}" "proxy: $stats"
 }
 
+# ---- the Redis Cluster (issue 11) and the Redlock quorum (issue 12) ----
+
+# cl CMD [ARGS...]: tests/harness/cluster-env.sh CMD on this run's cluster.
+cl() {
+    local cmd=$1
+    shift
+    bash "$root/tests/harness/cluster-env.sh" "$cmd" "$CLUSTER_DIR" "$@"
+}
+
+# cluster_up: the run's cluster (3 masters + 3 replicas, cluster-node-timeout 2 s), started by
+# the first cluster scenario and kept for the next, which finds it whole again (each scenario
+# ends with every node back and synced). Sets CLUSTER_URL, the one URL the workers are given.
+cluster_up() {
+    if [ -z "$CLUSTER_DIR" ]; then
+        CLUSTER_DIR=$work/cluster
+        if ! cl start >"$work/cluster.out" 2>&1; then
+            echo "  FAIL: the cluster did not start; see $work/cluster.out"
+            return 1
+        fi
+    fi
+    if ! cl wait >>"$work/cluster.out" 2>&1; then
+        echo "  FAIL: the cluster is not whole; see $CLUSTER_DIR/node*.log"
+        return 1
+    fi
+    CLUSTER_URL=$(sed -n 's/^DLOCK_TEST_CLUSTER_URL=//p' "$CLUSTER_DIR/env")
+}
+
+# cluster_cells: 3 x CL_PER_SHARD ids for the scenario's cells, CL_PER_SHARD in each master's
+# slots (the cluster says which slot a candidate id has). Sets SC_CELLS, CELL_ID, and CELL_SHARD
+# (0..2: the shard's line in `cluster-env.sh shards`, in slot order).
+cluster_cells() {
+    local firsts=() count=(0 0 0) k=0 c=0 slot s id port=${CLUSTER_URL##*:}
+    mapfile -t firsts < <(cl shards | cut -d' ' -f1)
+    if [ ${#firsts[@]} != 3 ]; then
+        echo "  FAIL: the cluster has ${#firsts[@]} shards with slots, not 3"
+        return 1
+    fi
+    SC_CELLS=$((3 * CL_PER_SHARD))
+    while [ $c -lt "$SC_CELLS" ] && [ $k -lt 1000 ]; do
+        id="$ID:$k"
+        k=$((k + 1))
+        slot=$(redis-cli -h 127.0.0.1 -p "$port" cluster keyslot "$id")
+        s=0
+        [ "$slot" -ge "${firsts[1]}" ] && s=1
+        [ "$slot" -ge "${firsts[2]}" ] && s=2
+        [ "${count[s]}" -lt "$CL_PER_SHARD" ] || continue
+        count[s]=$((count[s] + 1))
+        CELL_ID[c]=$id
+        CELL_SHARD[c]=$s
+        c=$((c + 1))
+    done
+}
+
+inject_fail() {
+    echo "  FAIL: $*"
+    INJECT_FAILED=1
+}
+
+# wait_long_hold SECS SHARD: until a long hold (fault_worker -L) begins, after this call, in a
+# cell of SHARD, so that a fault lands at its start; 1 if none began within SECS.
+wait_long_hold() {
+    local i c d armed=()
+    for ((i = 0; i < $1 * 100; i++)); do
+        for c in "${!CELL_SHARD[@]}"; do
+            [ "${CELL_SHARD[$c]}" = "$2" ] || continue
+            d=$DIR
+            [ "$c" = 0 ] || d=$DIR/c$c
+            if [ ! -e "$d/state.longcs" ]; then
+                armed[c]=1
+            elif [ -n "${armed[$c]:-}" ]; then
+                return 0
+            fi
+        done
+        workers_alive || return 1
+        sleep 0.01
+    done
+    return 1
+}
+
+# shard_loss SHARD T: T is when the cells of SHARD lost their data (fault_check --losses).
+shard_loss() {
+    local c
+    for c in "${!CELL_SHARD[@]}"; do
+        if [ "${CELL_SHARD[$c]}" = "$1" ]; then
+            echo "$2" >>"$(cell_dir "$c")/losses"
+        fi
+    done
+}
+
+# The cluster's faults: CL_ROUNDS of them, shard after shard in slot order from cell 0's,
+# CL_SETTLE_MS of work apart, each at the start of a long hold on the shard (or after CL_HOLD_WAIT
+# s without one). CL_FAULT is
+#   failover  CLUSTER FAILOVER on the shard's replica: it catches up with its master, then
+#             takes over (a coordinated failover, as for maintenance)
+#   kill      the shard's replica paused (SIGSTOP) and its link cut (CLIENT KILL TYPE replica on
+#             the master), so that nothing the master acknowledges from then on reaches it; then
+#             the master SIGKILLed at the start of a long hold, the replica resumed and promoted
+#             (cluster-node-timeout 2 s), and once every node agrees the killed node is started
+#             again and rejoins as its replica. Without wait_replicas the long hold's lock is
+#             lost and a second holder gets in while the first still holds; with wait_replicas
+#             = 1 no lock write counts while the replica is cut off, so none can be lost
+# With CL_LOSSES=1 the time of each master kill is a data loss for the cells of its shard.
+# Sets CL_TOOK: ms from each fault to a new master that every node agreed on.
+inject_cluster() {
+    local r n=0 shard m s t line took=()
+    sleep_while_running 1500
+    for ((r = 0; r < CL_ROUNDS; r++)); do
+        shard=$(((CELL_SHARD[0] + r) % 3))
+        line=$(cl shards | sed -n "$((shard + 1))p")
+        m="" s=""
+        read -r _ m s _ <<<"$line"
+        if [ -z "$s" ]; then
+            inject_fail "shard $shard has no replica to fail over to (shards: $line)"
+            break
+        fi
+        case $CL_FAULT in
+        failover)
+            wait_long_hold "$CL_HOLD_WAIT" "$shard" || true
+            t=$(now_us)
+            cl failover "$s" || inject_fail "CLUSTER FAILOVER to node$s"
+            ;;
+        kill)
+            cl pause "$s" || inject_fail "SIGSTOP of node$s"
+            cl cut "$m" || inject_fail "CLIENT KILL TYPE replica on node$m"
+            wait_long_hold "$CL_HOLD_WAIT" "$shard" || true
+            t=$(now_us)
+            cl kill "$m" || inject_fail "kill of node$m"
+            # The data is lost once the master is dead, which `kill` waits for: a lock it took
+            # while the command was on its way is lost too.
+            [ "$CL_LOSSES" = 1 ] && shard_loss "$shard" "$(now_us)"
+            cl resume "$s" || inject_fail "SIGCONT of node$s"
+            cl wait-master "$s" || inject_fail "node$s was not promoted"
+            ;;
+        esac
+        took+=($((($(now_us) - t) / 1000)))
+        echo "cluster $t $CL_FAULT shard=$shard master=node$m replica=node$s" >>"$DIR/events"
+        n=$((n + 1))
+        if [ "$CL_FAULT" = kill ]; then
+            cl restart "$m" || inject_fail "restart of node$m"
+        fi
+        cl wait || inject_fail "the cluster is not whole again after the fault on shard $shard"
+        [ "$INJECT_FAILED" = 1 ] && break
+        sleep_while_running "$CL_SETTLE_MS" || break
+    done
+    touch "$DIR/stopw"
+    while workers_alive; do sleep 0.1; done
+    CL_TOOK="${took[*]}"
+    record_faults "$NAME" "$n" "$CL_WHAT"
+}
+
+# cluster_figures: the scenario's figures over all its cells (one line), after the checks.
+cluster_figures() {
+    local re="^FIGURES name=$NAME(:c[0-9]+)? "
+    echo "  all ${SC_CELLS} ids: holds $(sum_field holds "$re"), overlaps while valid" \
+        "$(sum_field overlaps "$re") (after a loss $(sum_field allowed_overlaps "$re")), tokens" \
+        "out of order $(sum_field fence_backwards "$re"), failed calls $(sum_field errors "$re")," \
+        "longest pause in holds $(max_field max_gap_ms "$re") ms; new master agreed" \
+        "${CL_TOOK// / ms, } ms after each fault"
+    echo "FAILOVER name=$NAME fault=$CL_FAULT took_ms=${CL_TOOK// /,}" \
+        "max_gap_ms=$(max_field max_gap_ms "$re")" >>"$summary"
+}
+
+# check_lost_locks CHECK_OPTIONS...: for cluster-kill-async. The kills must have let a second
+# holder in somewhere (overlaps after a loss), and the logs of the cell with the most of them,
+# checked once more without the loss times (and without --summary, so that this failure stays
+# out of the figures), must fail on overlaps: a failover that loses a lock cannot pass a cluster
+# scenario unseen.
+check_lost_locks() {
+    local best="" most=0 name n out d
+    while read -r name n; do
+        if [ "$n" -gt "$most" ]; then
+            best=$name most=$n
+        fi
+    done < <(grep -E "^FIGURES name=$NAME(:c[0-9]+)? " "$summary" |
+        sed 's/^FIGURES name=\([^ ]*\) .* allowed_overlaps=\([0-9]*\) .*/\1 \2/')
+    if [ "$most" = 0 ]; then
+        echo "  FAIL: no kill lost a lock (no overlap after a loss): the fault did not bite"
+        return 1
+    fi
+    d=$DIR
+    [ "$best" = "$NAME" ] || d=$DIR/${best##*:}
+    if out=$("$bin/fault_check" --name "$best:unlossed" --state "$d/state" "$@" "$d"/w*.log); then
+        echo "  FAIL: without the loss times the checker passed $best: it did not see the overlap"
+        return 1
+    fi
+    n=$(grep -c "two holders while both leases were valid" <<<"$out")
+    if [ "$n" = 0 ]; then
+        echo "  FAIL: without the loss times the checker failed $best, but not on an overlap:"
+        grep FAIL <<<"$out" | head -n 3
+        return 1
+    fi
+    echo "  locks lost: $most overlapping hold pairs in $best; without the loss times the checker" \
+        "fails it, as it must ($n overlaps reported), e.g."
+    grep -m 1 "two holders" <<<"$out" | sed 's/^ *FAIL: /    /'
+}
+
+# run_quorum NAME WORKERS HOLDS: quorum_fault (tests/fault/quorum_fault.c) against five servers
+# of its own (tests/harness/quorum-env.sh, appendfsync always). It pauses 1 or 2 of them, or
+# kills them and restarts them from their AOF, over and over while its workers take the Redlock,
+# and checks mutual exclusion, fencing order and lost updates itself.
+run_quorum() {
+    local name=$1 dir=$work/$1 t0=$SECONDS rc=0
+    local harness=$root/tests/harness/quorum-env.sh
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    echo "== $name (a Redlock over 5 servers, $2 workers x $3 fenced holds, lease 1 s)"
+    QUORUM_DIR=$dir/env
+    if ! bash "$harness" start "$QUORUM_DIR" >"$dir/env.out" 2>&1; then
+        echo "  FAIL: the five servers did not start; see $dir/env.out"
+        failed+=("$name")
+        return
+    fi
+    DLOCK_TEST_ENV_DIR=$QUORUM_DIR DLOCK_QUORUM_HARNESS=$harness "$bin/quorum_fault" "$2" "$3" \
+        >"$dir/out" 2>&1 || rc=1
+    bash "$harness" stop "$QUORUM_DIR" >/dev/null 2>&1
+    QUORUM_DIR=""
+    grep -v -E '^(FIGURES|FAULTS) ' "$dir/out" | sed 's/^/  /'
+    grep -E '^(FIGURES|FAULTS) ' "$dir/out" | sed "s/ name=quorum / name=$name /" >>"$summary"
+    grep -q "^FIGURES name=quorum " "$dir/out" || rc=1
+    if [ $rc != 0 ]; then
+        failed+=("$name")
+        echo "  (output in $dir/out)"
+    fi
+    echo "  took $((SECONDS - t0)) s"
+}
+
 # ---- one mutual-exclusion run ----
 
 # Per-scenario settings, reset before each scenario (see the dispatch below): lease, wait,
 # critical section (us), think time (ms); SC_PROXY=1 puts fault_proxy in front with the rules in
 # PROXY_RULES; SC_UNTIL_STOP=1 runs the workers until the injector is done instead of for CYCLES
 # holds; SC_ALL: options for every worker; SC_W[i]: options for worker i (split on spaces);
-# SC_CHECK: options for fault_check.
+# SC_CHECK: options for fault_check; SC_CELL_CHECK: options for the check of every cell;
+# SC_TOPO=cluster runs the workers on the Redis Cluster (cluster_cells picks the cells' ids).
 reset_settings() {
     SC_LEASE=$LEASE SC_WAIT=$WAIT SC_CS=2000 SC_THINK=5 SC_PROXY=0 SC_UNTIL_STOP=0 SC_SECS=15
-    SC_MARKERS=0 SC_TIMER=0 SC_MAX_ERR_FIRED=0 SC_CELLS=1 CPIDS=()
-    PROXY_RULES=() SC_ALL=() SC_W=() SC_CHECK=() REARM="" REARM_MS=150 FIRED_KIND=drop
-    PROXY_FIRED=0
+    SC_MARKERS=0 SC_TIMER=0 SC_MAX_ERR_FIRED=0 SC_CELLS=1 CPIDS=() SC_TOPO=single
+    PROXY_RULES=() SC_ALL=() SC_W=() SC_CHECK=() SC_CELL_CHECK=() REARM="" REARM_MS=150
+    FIRED_KIND=drop PROXY_FIRED=0 CELL_ID=() CELL_SHARD=() INJECT_FAILED=0 SC_LOST_LOCKS=0
+    CL_TOOK=""
+}
+
+# cell_dir C: where cell C keeps its storage and logs (cell 0 is the scenario's own directory).
+cell_dir() {
+    if [ "$1" = 0 ]; then
+        echo "$DIR"
+    else
+        echo "$DIR/c$1"
+    fi
 }
 
 # scenario NAME FENCING PERSIST INJECTOR [fault_check options...]
@@ -437,18 +723,29 @@ scenario() {
     : >"$DIR/events"
     local what="$CYCLES holds"
     [ "$SC_UNTIL_STOP" = 1 ] && what="until the faults are done"
-    echo "== $NAME ($WORKERS workers, $what, lease $SC_LEASE ms, fencing $FENCING)"
     local t0=$SECONDS
-    local try
-    for try in 1 2 3; do
-        PORT=$(free_port)
-        start_redis "$DIR" "$PORT" "$PERSIST" && break
-        [ $try = 3 ] && {
+    local try url direct proxy_pid=""
+    if [ "$SC_TOPO" = cluster ]; then
+        echo "== $NAME ($((3 * CL_PER_SHARD)) ids on the cluster's 3 masters, $WORKERS workers" \
+            "each, $what, lease $SC_LEASE ms, fencing $FENCING)"
+        if ! cluster_up || ! cluster_cells; then
             failed+=("$NAME")
             return
-        }
-    done
-    local url=redis://127.0.0.1:$PORT direct=redis://127.0.0.1:$PORT proxy_pid=""
+        fi
+        url=$CLUSTER_URL
+    else
+        echo "== $NAME ($WORKERS workers, $what, lease $SC_LEASE ms, fencing $FENCING)"
+        for try in 1 2 3; do
+            PORT=$(free_port)
+            start_redis "$DIR" "$PORT" "$PERSIST" && break
+            [ $try = 3 ] && {
+                failed+=("$NAME")
+                return
+            }
+        done
+        url=redis://127.0.0.1:$PORT
+    fi
+    direct=$url
     if [ "$injector" = inject_proxy ] || [ "$SC_PROXY" = 1 ]; then
         local lp r rules=()
         lp=$(free_port)
@@ -471,37 +768,41 @@ scenario() {
     local cycles=$CYCLES
     [ "$SC_UNTIL_STOP" = 1 ] && cycles=0
     WPIDS=()
-    local i extra c
-    # Cell 0 is the scenario as described; with SC_CELLS > 1 (the soak) more cells of the same
-    # workers contend for ids of their own beside it, under the same Redis and proxy faults.
-    for c in $(seq 1 $((SC_CELLS - 1))); do
-        mkdir -p "$DIR/c$c"
+    local i extra c cdir cid
+    # Cell 0 is the scenario as described; with SC_CELLS > 1 (the soak, the cluster) more cells
+    # of the same workers contend for ids of their own beside it, under the same faults.
+    for c in $(seq $((SC_CELLS - 1)) -1 0); do
+        cdir=$(cell_dir "$c")
+        cid=${CELL_ID[$c]:-$ID:c$c}
+        [ "$c" = 0 ] && cid=${CELL_ID[0]:-$ID}
+        mkdir -p "$cdir"
         for i in $(seq 0 $((WORKERS - 1))); do
             extra=(-c "$SC_CS" -t "$SC_THINK" -x "$DIR/stopw" "${SC_ALL[@]}")
+            if [ "$c" = 0 ]; then
+                [ "$SC_MARKERS" = 1 ] && extra+=(-k "$DIR/m$i")
+                if [ -n "${PAUSE_AT[$i]:-}" ]; then
+                    extra+=(-p "${PAUSE_AT[$i]}" -P 3000)
+                fi
+            fi
+            # Long holds (a fault lands mid-hold): cell 0's first worker, every cell's on the
+            # cluster.
+            if [ "$i" = 0 ] && [ -n "${LONG_EVERY:-}" ] &&
+                { [ "$c" = 0 ] || [ "$SC_TOPO" = cluster ]; }; then
+                extra+=(-L "$LONG_EVERY")
+            fi
             # shellcheck disable=SC2206 # SC_W entries are option lists without spaces inside
             [ -n "${SC_W[$i]:-}" ] && extra+=(${SC_W[$i]})
-            "$bin/fault_worker" worker "${COMMON[@]}" -i "$ID:c$c" -w "$i" -n "$cycles" \
-                -W "$SC_WAIT" -s "$DIR/c$c/state" -o "$DIR/c$c/w$i.log" "${extra[@]}" \
-                2>"$DIR/c$c/w$i.err" &
-            CPIDS+=($!)
+            "$bin/fault_worker" worker "${COMMON[@]}" -i "$cid" -w "$i" -n "$cycles" \
+                -W "$SC_WAIT" -s "$cdir/state" -o "$cdir/w$i.log" "${extra[@]}" \
+                2>"$cdir/w$i.err" &
+            if [ "$c" = 0 ]; then
+                WPIDS+=($!)
+            else
+                CPIDS+=($!)
+            fi
         done
     done
-    for i in $(seq 0 $((WORKERS - 1))); do
-        extra=(-c "$SC_CS" -t "$SC_THINK" -x "$DIR/stopw" "${SC_ALL[@]}")
-        [ "$SC_MARKERS" = 1 ] && extra+=(-k "$DIR/m$i")
-        if [ -n "${PAUSE_AT[$i]:-}" ]; then
-            extra+=(-p "${PAUSE_AT[$i]}" -P 3000)
-        fi
-        if [ "$i" = 0 ] && [ -n "${LONG_EVERY:-}" ]; then
-            extra+=(-L "$LONG_EVERY")
-        fi
-        # shellcheck disable=SC2206 # SC_W entries are option lists without spaces inside
-        [ -n "${SC_W[$i]:-}" ] && extra+=(${SC_W[$i]})
-        "$bin/fault_worker" worker "${COMMON[@]}" -i "$ID" -w "$i" -n "$cycles" \
-            -W "$SC_WAIT" -s "$DIR/state" -o "$DIR/w$i.log" "${extra[@]}" 2>"$DIR/w$i.err" &
-        WPIDS+=($!)
-    done
-    "$bin/fault_worker" probe "${COMMON[@]}" -o "$DIR/probe.log" -x "$DIR/stop" \
+    "$bin/fault_worker" probe "${COMMON[@]}" "${SC_ALL[@]}" -o "$DIR/probe.log" -x "$DIR/stop" \
         2>"$DIR/probe.err" &
     local probe=$! timer=""
     if [ "$SC_TIMER" = 1 ]; then
@@ -533,31 +834,43 @@ scenario() {
     touch "$DIR/stop"
     wait "$probe" 2>/dev/null
     [ -n "$proxy_pid" ] && stop_pid "$proxy_pid"
-    stop_pid "$REDIS_PID"
+    [ "$SC_TOPO" = cluster ] || stop_pid "$REDIS_PID"
     local logs=("$DIR"/w*.log "$DIR/probe.log")
     [ -n "$(ls "$DIR"/v*.log 2>/dev/null)" ] && logs+=("$DIR"/v*.log)
     local check=(--workers "$WORKERS" --cycles "$cycles" --wait-ms "$SC_WAIT" --bound-ms "$BOUND"
-        --acq-bound-ms "$ACQ_BOUND" --summary "$summary" --idle-out "$work/idle.all")
+        --acq-bound-ms "$ACQ_BOUND" --summary "$summary")
+    # The dead-waiter idle figure is the waiter scenarios'; a failover's outage is not one.
+    [ "$SC_TOPO" = cluster ] || check+=(--idle-out "$work/idle.all")
     [ "$FENCING" = 1 ] && check+=(--fencing)
-    [ -f "$DIR/losses" ] && check+=(--losses "$DIR/losses")
     # Failed calls the faults explain: one per reply the proxy dropped.
     [ "$SC_MAX_ERR_FIRED" = 1 ] && check+=(--max-errors "${PROXY_FIRED:-0}")
-    local ok=1 a more=()
+    local ok=1 a more=() copts
     if [ "$injector" = inject_timed ] && [ "${PROXY_FIRED:-0}" -eq 0 ]; then
         echo "  FAIL: the proxy's fault never fired (does its pattern still match what dlock sends?)"
         ok=0
     fi
+    [ "$INJECT_FAILED" = 1 ] && ok=0
+    copts=()
+    [ -f "$DIR/losses" ] && copts+=(--losses "$DIR/losses")
     "$bin/fault_check" --name "$NAME" --state "$DIR/state" --events "$DIR/events" "${check[@]}" \
-        "${SC_CHECK[@]}" "$@" "${logs[@]}" || ok=0
+        "${copts[@]}" "${SC_CHECK[@]}" "${SC_CELL_CHECK[@]}" "$@" "${logs[@]}" || ok=0
     # The other cells: the checks that do not depend on what the injector did to cell 0.
     for a in "${SC_CHECK[@]}" "$@"; do
         case $a in --clean) more+=("$a") ;; esac
     done
     for c in $(seq 1 $((SC_CELLS - 1))); do
-        "$bin/fault_check" --name "$NAME:c$c" --state "$DIR/c$c/state" "${check[@]}" \
-            "${more[@]}" "$DIR/c$c"/w*.log | grep -E 'FAIL|\] (ok|FAILED)' || true
+        cdir=$(cell_dir "$c")
+        copts=()
+        [ -f "$cdir/losses" ] && copts+=(--losses "$cdir/losses")
+        "$bin/fault_check" --name "$NAME:c$c" --state "$cdir/state" "${check[@]}" \
+            "${copts[@]}" "${more[@]}" "${SC_CELL_CHECK[@]}" "$cdir"/w*.log |
+            grep -E 'FAIL|\] (ok|FAILED)' || true
         grep -q "^FIGURES name=$NAME:c$c ok=1" "$summary" || ok=0
     done
+    [ "$SC_TOPO" = cluster ] && cluster_figures
+    if [ "$SC_LOST_LOCKS" = 1 ]; then
+        check_lost_locks --workers "$WORKERS" --cycles "$cycles" --fencing || ok=0
+    fi
     if [ $ok = 1 ]; then
         [ "$SOAK" = 1 ] && rm -rf "$DIR"
     else
@@ -646,7 +959,7 @@ if [ $# -eq 0 ]; then
     else
         set -- clean clean-unfenced redis-kill redis-kill-nopersist client-kill redis-stop proxy \
             proxy-fenced holder-pause holder-pause-unfenced waiter-kill waiter-pause pubsub-delay \
-            drop-release drop-renew renew-extend load load-asan load-valgrind fuzz
+            drop-release drop-renew renew-extend cluster-failover cluster-kill cluster-kill-async quorum load load-asan load-valgrind fuzz
     fi
 fi
 
@@ -755,6 +1068,43 @@ run_one() {
         soak_settings
         with_workers 5 scenario renew-extend 1 0 inject_timed --max-errors 0
         ;;
+    cluster-failover | cluster-kill | cluster-kill-async)
+        # 6 ids, 2 in each master's slots, 3 workers each, through one URL of the cluster. Every
+        # cell's first worker makes long holds for the faults to land in.
+        SC_TOPO=cluster SC_UNTIL_STOP=1 CL_PER_SHARD=2 CL_ROUNDS=3 CL_LOSSES=0
+        SC_THINK=$CLUSTER_THINK
+        case $s in
+        cluster-failover)
+            # Each master's replica takes over, then the old master takes it back; every 20th
+            # hold of each cell's first worker lasts 1 s.
+            CL_FAULT=failover CL_ROUNDS=6 CL_HOLD_WAIT=3 CL_SETTLE_MS=1000 LONG_EVERY=20
+            CL_WHAT="CLUSTER FAILOVER (coordinated), at the start of a 1 s hold"
+            SC_CELL_CHECK=(--max-gap-ms "$CLUSTER_FAILOVER_GAP_MS")
+            with_workers 3 scenario "$s" 1 0 inject_cluster
+            ;;
+        cluster-kill | cluster-kill-async)
+            # The default 10 s lease, so that a lock lost in the failover would still be valid
+            # when the promoted replica takes new holders, and every 4th hold of each cell's
+            # first worker lasts 6 s (a kill waits up to 5 s for one to begin).
+            SC_LEASE=10000 SC_WAIT=20000 CL_FAULT=kill CL_HOLD_WAIT=5 CL_SETTLE_MS=2000 LONG_EVERY=4
+            SC_ALL=(-H 6000) SC_CELL_CHECK=(--max-gap-ms "$CLUSTER_KILL_GAP_MS")
+            if [ "$s" = cluster-kill ]; then
+                # wait_replicas = 1: each master has exactly one replica, the one promoted.
+                SC_ALL+=(-r 1)
+                CL_WHAT="replica cut off, master SIGKILL at the start of a 6 s hold, replica promoted; wait_replicas=1"
+            else
+                # The same without WAIT: the lock the master took after the cut is lost, and
+                # the checker must see the second holder (an overlap after the loss).
+                CL_LOSSES=1 SC_LOST_LOCKS=1
+                CL_WHAT="replica cut off, master SIGKILL at the start of a 6 s hold, replica promoted; no WAIT"
+            fi
+            with_workers 3 scenario "$s" 1 0 inject_cluster --min-errors 1
+            ;;
+        esac
+        ;;
+    quorum)
+        run_quorum quorum "$QUORUM_WORKERS" "$QUORUM_HOLDS"
+        ;;
     load)
         LOAD_PREFIX=(env)
         run_load load "$bin/fault_load" -M 64
@@ -808,15 +1158,14 @@ else
         run_one "$s"
     done
 fi
+if [ -n "$CLUSTER_DIR" ]; then
+    cl stop >/dev/null 2>&1
+    CLUSTER_DIR=""
+fi
 
 # ---- figures ----
-mx='^FIGURES name=(clean|redis|client|proxy|holder|waiter|pubsub|drop|renew)'
-promised='^FIGURES name=(clean|clean-unfenced|redis-kill|redis-kill-nopersist|client-kill|redis-stop|proxy|proxy-fenced|holder-pause|waiter-kill|waiter-pause|pubsub-delay|drop-release|drop-renew|renew-extend) '
-# max_field FIELD [REGEX]: the largest FIELD over the summary lines that match REGEX.
-max_field() {
-    grep -E "${2:-^FIGURES}" "$summary" | tr ' ' '\n' | grep "^$1=" | cut -d= -f2 | sort -n |
-        tail -1
-}
+mx='^FIGURES name=(clean|redis|client|proxy|holder|waiter|pubsub|drop|renew|cluster|quorum)'
+promised='^FIGURES name=(clean|clean-unfenced|redis-kill|redis-kill-nopersist|client-kill|redis-stop|proxy|proxy-fenced|holder-pause|waiter-kill|waiter-pause|pubsub-delay|drop-release|drop-renew|renew-extend|cluster-failover|cluster-kill|cluster-kill-async|quorum)(:c[0-9]+)? '
 # The dead-waiter idle figures of every run (ms, one an event): max and p99.
 idle_n=0 idle_max=0 idle_p99=0
 if [ -s "$work/idle.all" ]; then
@@ -835,16 +1184,35 @@ if [ $SOAK = 1 ]; then
         sort
 fi
 echo "  overlaps while both valid:  $(sum_field overlaps "$mx") (promised 0)"
-echo "  overlap pairs after a data loss: $(sum_field allowed_overlaps "$mx") (allowed only across a restart without persistence; fencing refused one side of each)"
+echo "  overlap pairs after a data loss: $(sum_field allowed_overlaps "$mx") (allowed only across a data loss: a restart without persistence, a failover to a replica that missed the write; fencing refused one side of each)"
+echo "  fencing tokens out of order: $(sum_field fence_backwards "$mx") (promised 0: an acquire that began after another had returned got a larger token, except across a data loss)"
 echo "  takeovers after lease end:  $(sum_field takeovers "$mx") hold pairs (paused holders)"
 echo "  lost updates:               $(sum_field lost_updates "$promised") (promised 0); unfenced pause run: $(sum_field lost_updates '^FIGURES name=holder-pause-unfenced ') (must be > 0)"
 echo "  stale writes rejected:      $(sum_field stale_rejected "$mx") (fencing); storage accesses rejected in all: $(sum_field rejected "$mx")"
 echo "  orphaned keys:              $(sum_field orphans "$mx") after failures the library could not verify ($(sum_field orphans_silent "$mx") with a message that does not say so)"
-echo "  failed calls, all in time:  $(sum_field errors "$mx"); slowest $(grep -E "$mx" "$summary" | tr ' ' '\n' | grep '^max_err_ms=' | cut -d= -f2 | sort -n | tail -1) ms (bounds: $BOUND ms; blocking acquire $WAIT + $ACQ_BOUND ms)"
+echo "  failed calls, all in time:  $(sum_field errors "$mx"); slowest $(grep -E "$mx" "$summary" | tr ' ' '\n' | grep '^max_err_ms=' | cut -d= -f2 | sort -n | tail -1) ms (bounds: $BOUND ms; blocking acquire its wait_ms, $WAIT by default, + $ACQ_BOUND ms)"
 echo "  broken promises:            $(sum_field ghosts "$mx") (NOT_HELD or lost TAKEN inside the validity given; promised 0)"
 echo "  waiters killed while queued: $(sum_field waiter_kills "$mx") (and $(sum_field holder_kills "$mx") that turned out to hold); waits given up: $(sum_field gaveup "$mx"); SIGSTOPs of workers: $(sum_field stops "$mx")"
 echo "  dead-waiter idle:           max $idle_max ms, p99 $idle_p99 ms over $idle_n events (release -> next live holder after a waiter died or gave up; goal <= 1000 ms with the 10 s lease)"
 echo "  holds granted with no validity left: $(sum_field zero_validity "$mx"); lost notices (auto-renew): $(sum_field lost_notices "$mx")"
+# cluster_line NAME: "N faults, longest pause in holds X ms, overlaps Y" for one cluster scenario.
+cluster_line() {
+    local re="^FIGURES name=$1(:c[0-9]+)? "
+    if grep -qE "$re" "$summary"; then
+        echo "$(sum_field n "^FAULTS name=$1 ") faults, longest pause in holds" \
+            "$(max_field max_gap_ms "$re") ms, overlaps $(sum_field overlaps "$re") + after the" \
+            "loss $(sum_field allowed_overlaps "$re")"
+    else
+        echo "not run"
+    fi
+}
+echo "  cluster (3 masters + 3 replicas, 6 ids through one URL):"
+echo "    coordinated failover:     $(cluster_line cluster-failover) (promised 0)"
+echo "    master kill, replica cut off, wait_replicas=1: $(cluster_line cluster-kill) (promised 0)"
+echo "    the same without WAIT:    $(cluster_line cluster-kill-async) (must be > 0 after the loss: asynchronous replication lost the lock, and the checker sees it)"
+if grep -q '^FIGURES name=quorum ' "$summary"; then
+    echo "  quorum (Redlock, 5 servers): $(sum_field holds '^FIGURES name=quorum ') holds, $(sum_field n '^FAULTS name=quorum ') faults, overlaps $(sum_field overlaps '^FIGURES name=quorum ') (promised 0), tokens out of order $(sum_field fence_backwards '^FIGURES name=quorum ') (promised 0), failed acquires $(sum_field errors '^FIGURES name=quorum ')"
+fi
 echo "  load cycles:                $(sum_field cycles '^FIGURES name=load') (errors $(sum_field errors '^FIGURES name=load'), exclusion violations $(sum_field violations '^FIGURES name=load'))"
 echo "  fuzz inputs executed:       $(sum_field execs '^FIGURES name=fuzz')"
 echo "  suite time:                 $((SECONDS - suite_t0)) s"

@@ -5,14 +5,35 @@
 #                              wait until every node says cluster_state:ok, write DIR/env
 #   cluster-env.sh stop DIR    stop every server started in DIR (by PID file only); idempotent
 #
+# Faults, for tests/fault/run.sh (N is a node number, 1..6):
+#   cluster-env.sh kill DIR N          SIGKILL node N (by its PID file, only a live redis-server)
+#   cluster-env.sh restart DIR N       start node N again from DIR/nodeN.conf: same port, same
+#                                      node id; waits for PONG
+#   cluster-env.sh pause|resume DIR N  SIGSTOP / SIGCONT node N
+#   cluster-env.sh cut DIR N           CLIENT KILL TYPE replica on master N: its replicas' links
+#                                      drop, and what N acknowledges next reaches no replica until
+#                                      they reconnect (within a second, unless paused)
+#   cluster-env.sh failover DIR N [force|takeover]
+#                                      CLUSTER FAILOVER on replica N (plain: the replica catches
+#                                      up with its master first, then takes over), then waits as
+#                                      wait-master does
+#   cluster-env.sh wait-master DIR N   waits until node N is a master and every live node says
+#                                      cluster_state:ok and sees N as a master that has not failed
+#   cluster-env.sh wait DIR            waits until the cluster is whole, as start does: all six
+#                                      up, cluster_state:ok everywhere, every replica linked
+#   cluster-env.sh shards DIR          one line per shard, in slot order, as the live nodes see
+#                                      it: FIRST_SLOT MASTER_N [REPLICA_N...]
+#
 # Nodes listen on 127.0.0.1 at free ports P for plain TCP, P+1 for TLS (certificates from a CA
 # made here) and P+10000 for the cluster bus, picked at random and retried on a clash. The bus
 # and replication run over TLS (tls-cluster, tls-replication), so the cluster tells TLS clients
 # its TLS ports (CLUSTER SLOTS, MOVED, ASK) and plain clients its plain ones: the same cluster
-# serves the redis:// and the rediss:// tests. Each node has DIR/nodeN.conf, so a test may kill one (kill -9) and start it
+# serves the redis:// and the rediss:// tests. Each node has DIR/nodeN.conf, so a test may kill
+# one (kill -9) and start it
 # again with `redis-server DIR/nodeN.conf`: it keeps its node id (DIR/nodeN/nodes.conf) and
 # rejoins, as a replica if its slots were failed over meanwhile. cluster-node-timeout is 2 s, so a
-# killed master's replica takes over in about 3 s.
+# killed master's replica takes over in about 3 s, and a node that rejoins as a replica is synced
+# at once (repl-diskless-sync-delay 0, not Redis's 5 s).
 #
 # DIR/env (shell-sourceable, read by tests/support.c's dlt_env):
 #   DLOCK_TEST_CLUSTER_URL         redis://127.0.0.1:P1 (any node works as the one URL)
@@ -75,6 +96,7 @@ write_conf() {
         echo "cluster-node-timeout $NODE_TIMEOUT_MS"
         echo "save \"\""
         echo "appendonly no"
+        echo "repl-diskless-sync-delay 0"
         echo "protected-mode no"
     } >"$DIR/node$n.conf"
 }
@@ -129,7 +151,92 @@ stop_dir() {
     dl_redis_stop "${pidfiles[@]}"
 }
 
-[ $# -eq 2 ] || die "usage: cluster-env.sh start|stop DIR"
+
+# node_of_port PORT: the number of the node listening on PORT, or nothing.
+node_of_port() {
+    local n
+    for n in $(seq 1 $NODES); do
+        if [ "$(cat "$DIR/node$n.port" 2>/dev/null)" = "$1" ]; then
+            echo "$n"
+            return
+        fi
+    done
+}
+
+node_port() {
+    cat "$DIR/node$1.port" 2>/dev/null || die "node$1 has no port file in $DIR"
+}
+
+check_node() {
+    case $1 in '' | *[!0-9]*) die "bad node number '$1'" ;; esac
+    if [ "$1" -lt 1 ] || [ "$1" -gt $NODES ]; then
+        die "node number $1 is not in 1..$NODES"
+    fi
+}
+
+# live_ports: the ports of the nodes that answer PING.
+live_ports() {
+    local n port
+    for n in $(seq 1 $NODES); do
+        port=$(cat "$DIR/node$n.port" 2>/dev/null) || continue
+        [ "$(cli "$port" ping)" = PONG ] && echo "$port"
+    done
+}
+
+# True once node $1 is a master and every live node says cluster_state:ok and lists it as a
+# master that has not failed.
+master_agreed() {
+    local port p line
+    port=$(node_port "$1")
+    [ "$(cli "$port" role | head -n 1)" = master ] || return 1
+    for p in $(live_ports); do
+        cli "$p" cluster info | grep -q "cluster_state:ok" || return 1
+        line=$(cli "$p" cluster nodes | grep " 127.0.0.1:$port@") || return 1
+        case $line in *master*) ;; *) return 1 ;; esac
+        case $line in *fail*) return 1 ;; esac
+    done
+}
+
+pid_gone() {
+    ! dl_pid_is_redis "$1"
+}
+
+# wait_until SECS CMD...: runs CMD every 0.1 s until it succeeds; 1 if SECS pass first.
+wait_until() {
+    local secs=$1 i
+    shift
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# shards: FIRST_SLOT MASTER_N [REPLICA_N...] per shard, from the first live node's CLUSTER NODES.
+shards() {
+    local p nodes
+    p=$(live_ports)
+    p=${p%%$'\n'*}
+    [ -n "$p" ] || die "no node of $DIR is up"
+    nodes=$(cli "$p" cluster nodes) || die "CLUSTER NODES failed on port $p"
+    # Fields: id addr flags master-id ping pong epoch link slot...; addr is ip:port@bus.
+    awk '{split($2, a, "[:@]"); port[$1] = a[2]; flags[$1] = $3; master[$1] = $4;
+          first[$1] = ""; if (NF >= 9) { split($9, s, "-"); first[$1] = s[1] } }
+         END {for (id in port) if (flags[id] ~ /master/ && first[id] != "") {
+                  line = first[id] " " port[id];
+                  for (r in port) if (master[r] == id && flags[r] !~ /fail/) line = line " " port[r];
+                  print line } }' <<<"$nodes" | sort -n |
+        while read -r first ports; do
+            line=$first
+            for p in $ports; do
+                line="$line $(node_of_port "$p")"
+            done
+            echo "$line"
+        done
+}
+
+usage="usage: cluster-env.sh start|stop|wait|shards DIR, or kill|restart|pause|resume|cut|wait-master DIR N, or failover DIR N [force|takeover]"
+[ $# -ge 2 ] || die "$usage"
 cmd=$1
 DIR=$2
 
@@ -185,7 +292,62 @@ stop)
         rm -f "$DIR/env"
     fi
     ;;
+kill)
+    [ $# -eq 3 ] || die "$usage"
+    check_node "$3"
+    pid=$(cat "$DIR/node$3.pid" 2>/dev/null || true)
+    dl_pid_is_redis "$pid" || die "node$3 is not running"
+    kill -KILL "$pid"
+    wait_until 5 pid_gone "$pid" || die "node$3 (pid $pid) survived SIGKILL"
+    ;;
+restart)
+    [ $# -eq 3 ] || die "$usage"
+    check_node "$3"
+    pid=$(cat "$DIR/node$3.pid" 2>/dev/null || true)
+    ! dl_pid_is_redis "$pid" || die "node$3 is still running (pid $pid)"
+    rm -f "$DIR/node$3.pid"
+    redis-server "$DIR/node$3.conf" </dev/null >/dev/null 2>&1 || true
+    dl_redis_wait "$DIR/node$3.pid" "$DIR/node$3.log" "$(node_port "$3")" ||
+        die "node$3 did not restart; see $DIR/node$3.log"
+    ;;
+pause | resume)
+    [ $# -eq 3 ] || die "$usage"
+    check_node "$3"
+    pid=$(cat "$DIR/node$3.pid" 2>/dev/null || true)
+    dl_pid_is_redis "$pid" || die "node$3 is not running"
+    if [ "$cmd" = pause ]; then
+        kill -STOP "$pid"
+    else
+        kill -CONT "$pid"
+    fi
+    ;;
+cut)
+    [ $# -eq 3 ] || die "$usage"
+    check_node "$3"
+    reply=$(cli "$(node_port "$3")" client kill type replica)
+    case $reply in '' | *[!0-9]*) die "CLIENT KILL TYPE replica on node$3: ${reply:-no reply}" ;; esac
+    ;;
+failover)
+    if [ $# -lt 3 ] || [ $# -gt 4 ]; then
+        die "$usage"
+    fi
+    check_node "$3"
+    reply=$(cli "$(node_port "$3")" cluster failover ${4:+"$4"})
+    [ "$reply" = OK ] || die "CLUSTER FAILOVER ${4:-} on node$3: ${reply:-no reply}"
+    wait_until 30 master_agreed "$3" || die "node$3 did not become an agreed master in 30 s"
+    ;;
+wait-master)
+    [ $# -eq 3 ] || die "$usage"
+    check_node "$3"
+    wait_until 30 master_agreed "$3" || die "node$3 did not become an agreed master in 30 s"
+    ;;
+wait)
+    wait_until 30 cluster_ready || die "the cluster is not whole after 30 s; see $DIR/node*.log"
+    ;;
+shards)
+    shards
+    ;;
 *)
-    die "usage: cluster-env.sh start|stop DIR"
+    die "$usage"
     ;;
 esac

@@ -23,35 +23,14 @@ die() {
     exit 1
 }
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-random_port() {
-    local p
-    while :; do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        if ! port_in_use "$p"; then
-            echo "$p"
-            return
-        fi
-    done
-}
-
-# A stale PID file must never make us signal a process that reused the number. A killed server
-# stays a zombie until whoever inherited it reaps it: that is not alive.
-pid_alive() {
-    local stat
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ] &&
-        stat=$(cat "/proc/$1/stat" 2>/dev/null) && stat=${stat##*) } && [ "${stat%% *}" != Z ]
-}
+# shellcheck source=redis-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/redis-lib.sh"
 
 server_pid() {
     local pid
     pid=$(cat "$DIR/q$1/redis.pid" 2>/dev/null || true)
     case $pid in '' | *[!0-9]*) return 1 ;; esac
-    pid_alive "$pid" || return 1
+    dl_pid_is_redis "$pid" || return 1
     echo "$pid"
 }
 
@@ -73,69 +52,40 @@ EOF
     echo "$port" >"$d/port"
 }
 
-# launch I: starts server I from its config; 0 once it answers PING.
+# launch I: starts server I from its config; 0 once it answers PING (else the caller abandons it).
 launch() {
-    local i=$1 d="$DIR/q$1" port pid
-    port=$(cat "$d/port")
+    local d="$DIR/q$1" pid
     rm -f "$d/redis.pid"
     redis-server "$d/redis.conf" </dev/null >/dev/null 2>&1 || true
-    for _ in $(seq 1 200); do
-        pid=$(cat "$d/redis.pid" 2>/dev/null || true)
-        if pid_alive "$pid" &&
-            [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
-            return 0
-        fi
-        if grep -q "Address already in use\|Could not create server\|Failed listening" \
-            "$d/redis.log" 2>/dev/null; then
-            break
-        fi
-        sleep 0.02
-    done
-    pid=$(cat "$d/redis.pid" 2>/dev/null || true)
-    if pid_alive "$pid"; then
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    return 1
+    dl_redis_wait "$d/redis.pid" "$d/redis.log" "$(cat "$d/port")"
 }
 
 start_server() {
     local i=$1
     for _ in 1 2 3 4 5 6 7 8 9 10; do
         rm -rf "$DIR/q$i"
-        write_conf "$i" "$(random_port)"
+        write_conf "$i" "$(dl_free_port)"
         if launch "$i"; then
             return 0
         fi
-        echo "quorum-env.sh: server $i did not start, retrying" >&2
-        tail -n 5 "$DIR/q$i/redis.log" >&2 || true
+        dl_redis_abandon "$DIR/q$i/redis.pid" "$DIR/q$i/redis.log" "quorum-env.sh: server $i"
     done
     die "could not start server $i; see $DIR/q$i/redis.log"
 }
 
 stop_dir() {
-    local i pid pids=()
+    local i pidfiles=()
     for i in $(seq 1 $N); do
-        if pid=$(server_pid "$i"); then
-            kill -CONT "$pid" 2>/dev/null || true # SIGTERM waits for SIGCONT
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$pid")
-        fi
-        rm -f "$DIR/q$i/redis.pid"
+        pidfiles+=("$DIR/q$i/redis.pid")
     done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 60); do
-            pid_alive "$pid" || break
-            sleep 0.05
-        done
-        if pid_alive "$pid"; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
+    dl_redis_stop "${pidfiles[@]}"
 }
 
 check_index() {
     case $1 in '' | *[!0-9]*) die "bad server number '$1'" ;; esac
-    [ "$1" -ge 1 ] && [ "$1" -le $N ] || die "server number $1 is not in 1..$N"
+    if [ "$1" -lt 1 ] || [ "$1" -gt $N ]; then
+        die "server number $1 is not in 1..$N"
+    fi
 }
 
 [ $# -ge 2 ] || die "usage: quorum-env.sh start|stop|kill|restart|pause|resume DIR [I]"
@@ -184,7 +134,7 @@ kill | pause | resume)
     kill)
         kill -KILL "$pid"
         for _ in $(seq 1 100); do
-            pid_alive "$pid" || exit 0
+            dl_pid_is_redis "$pid" || exit 0
             sleep 0.01
         done
         die "server $3 (pid $pid) survived SIGKILL"
@@ -199,7 +149,10 @@ restart)
     if pid=$(server_pid "$3"); then
         die "server $3 is still running (pid $pid)"
     fi
-    launch "$3" || die "server $3 did not restart; see $DIR/q$3/redis.log"
+    if ! launch "$3"; then
+        dl_redis_abandon "$DIR/q$3/redis.pid" "$DIR/q$3/redis.log" "quorum-env.sh: server $3" 2>/dev/null
+        die "server $3 did not restart; see $DIR/q$3/redis.log"
+    fi
     ;;
 *)
     die "usage: quorum-env.sh start|stop|kill|restart|pause|resume DIR [I]"

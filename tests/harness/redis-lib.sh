@@ -1,6 +1,7 @@
+# shellcheck shell=bash
 # redis-lib.sh: the redis-server lifecycle, in one place, for every shell script of dlock that
 # needs a private server: the CTest fixtures (tests/harness/redis-env.sh, cluster-env.sh,
-# sentinel-env.sh), tests/cli, tests/fault, bench and demo.
+# sentinel-env.sh, quorum-env.sh), tests/cli, tests/fault, bench and demo.
 # Source it from bash:
 #
 #   . tests/harness/redis-lib.sh
@@ -36,10 +37,13 @@ dl_free_port() {
 }
 
 # dl_pid_is_redis PID: 0 if PID is a live redis-server. A stale PID file must never make us
-# signal a process that reused the number.
+# signal a process that reused the number. A killed server stays a zombie until whoever
+# inherited it reaps it (in a container that can take a while): that is not alive.
 dl_pid_is_redis() {
+    local stat
     [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ]
+        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = redis-server ] &&
+        stat=$(cat "/proc/$1/stat" 2>/dev/null) && stat=${stat##*) } && [ "${stat%% *}" != Z ]
 }
 
 # dl_redis_abandon PIDFILE LOGFILE WHAT: after a try to start a server failed, kills what is
@@ -66,9 +70,9 @@ dl_redis_ping() {
 # PIDFILE to be alive and to answer PONG on PORT. Returns 1 at once if its log says the port was
 # taken.
 dl_redis_wait() {
-    local pidfile=$1 log=$2 port=$3 i pid
+    local pidfile=$1 log=$2 port=$3 pid
     shift 3
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         pid=$(cat "$pidfile" 2>/dev/null || true)
         if dl_pid_is_redis "$pid" && dl_redis_ping "$port" "$@"; then
             return 0
@@ -86,7 +90,7 @@ dl_redis_wait() {
 # one stopped; SIGTERM waits for it), SIGTERM to all, then waits up to 3 s for each and sends
 # SIGKILL to what is left. Removes the PID files. Idempotent.
 dl_redis_stop() {
-    local f pid pids=() i
+    local f pid pids=()
     for f in "$@"; do
         pid=$(cat "$f" 2>/dev/null || true)
         rm -f "$f"
@@ -98,7 +102,7 @@ dl_redis_stop() {
         fi
     done
     for pid in "${pids[@]}"; do
-        for i in $(seq 1 60); do
+        for _ in $(seq 1 60); do
             dl_pid_is_redis "$pid" || break
             sleep 0.05
         done
@@ -114,12 +118,12 @@ dl_redis_stop() {
 # password if the options set one (for the PING), and the array DL_REDIS_PREFIX to run the
 # server under a wrapper (e.g. DL_REDIS_PREFIX=(taskset -c 0)). Returns 1 after 5 failed tries.
 dl_redis_start() {
-    local dir=$1 name=$2 try auth=()
+    local dir=$1 name=$2 auth=()
     shift 2
     if [ -n "${DL_REDIS_AUTH:-}" ]; then
         auth=(--no-auth-warning -a "$DL_REDIS_AUTH")
     fi
-    for try in 1 2 3 4 5; do
+    for _ in 1 2 3 4 5; do
         DL_REDIS_PORT=$(dl_free_port)
         rm -f "$dir/$name.pid"
         : >"$dir/$name.log"
@@ -129,6 +133,7 @@ dl_redis_start() {
             --appendonly no --daemonize yes --pidfile "$dir/$name.pid" \
             --logfile "$dir/$name.log" --dir "$dir" "$@" </dev/null >/dev/null 2>&1 || true
         if dl_redis_wait "$dir/$name.pid" "$dir/$name.log" "$DL_REDIS_PORT" "${auth[@]}"; then
+            # shellcheck disable=SC2034 # for the caller
             DL_REDIS_PID=$(cat "$dir/$name.pid")
             return 0
         fi
