@@ -269,10 +269,11 @@ static int refresh(dlock__cluster *cl, int64_t deadline) {
 
 /* A refresh, unless one ran in the last REFRESH_MIN_MS. Its failure is not the caller's: the
  * command still runs (or already ran) on the map there is, and the next refresh tries again. */
-static void refresh_soon(dlock__cluster *cl, int64_t deadline) {
+/* Re-reads the map unless that was done in the last REFRESH_MIN_MS (or at once, with force). */
+static void refresh_if_due(dlock__cluster *cl, int64_t deadline, int force) {
     int64_t now = dlock__now_ms();
     pthread_mutex_lock(&cl->mu);
-    int due = now - cl->last_refresh >= REFRESH_MIN_MS;
+    int due = force || now - cl->last_refresh >= REFRESH_MIN_MS;
     if (due) {
         cl->last_refresh = now;
     }
@@ -283,6 +284,10 @@ static void refresh_soon(dlock__cluster *cl, int64_t deadline) {
         (void)refresh(cl, deadline);
         dlock__err(0, "%s", saved);
     }
+}
+
+static void refresh_soon(dlock__cluster *cl, int64_t deadline) {
+    refresh_if_due(cl, deadline, 0);
 }
 
 int dlock__cluster_new(const dlock__config *cfg, const dlock__transport *tp, int pool_size,
@@ -503,6 +508,10 @@ dlock__node *dlock__cluster_follow(dlock__cluster *cl, const dlock__reply *redir
 
 void dlock__cluster_refresh(dlock__cluster *cl, int64_t deadline) {
     refresh_soon(cl, deadline);
+}
+
+void dlock__cluster_refresh_now(dlock__cluster *cl, int64_t deadline) {
+    refresh_if_due(cl, deadline, 1);
 }
 
 dlock__node *dlock__cluster_node_at(dlock__cluster *cl, const char *host, int port) {

@@ -317,6 +317,8 @@ dlock__node *dlock__cluster_follow(dlock__cluster *cl, const dlock__reply *redir
                                    const dlock__node *from);
 /* Re-reads the slot map unless that was done moments ago. */
 void dlock__cluster_refresh(dlock__cluster *cl, int64_t deadline);
+/* Re-reads the slot map now, for a caller that has seen it name a replica as a master. */
+void dlock__cluster_refresh_now(dlock__cluster *cl, int64_t deadline);
 /* The node at host:port, known from now on if it was not; NULL if out of memory. */
 dlock__node *dlock__cluster_node_at(dlock__cluster *cl, const char *host, int port);
 

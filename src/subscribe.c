@@ -137,9 +137,14 @@ int dlock__sub_open(dlock_client *c, const char *channel, size_t len, dlock__con
     for (int hop = 0; hop < MAX_HOPS && node != NULL; hop++) {
         dlock__reply moved;
         int rc = subscribe_at(c, node, &cmd, out, &moved, &master);
-        if (rc == 3) { /* a stale map named a replica (just after a failover): its master */
-            dlock__cluster_refresh(c->cluster, dlock__deadline_in(c->cfg.command_timeout_ms));
-            node = master;
+        if (rc == 3) { /* a stale map named a replica (just after a failover): read it again */
+            dlock__cluster_refresh_now(c->cluster, dlock__deadline_in(c->cfg.command_timeout_ms));
+            /* The map read again names the master at the port this client speaks to; ROLE's
+             * is the one replication uses (the TLS port with tls-replication), so it serves
+             * only while the map is still stale. */
+            dlock__node *mapped =
+                dlock__cluster_node_for(c->cluster, (int)dlock__key_slot(channel, len));
+            node = mapped != NULL && mapped != node ? mapped : master;
             continue;
         }
         if (rc <= 0) {

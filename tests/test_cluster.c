@@ -613,7 +613,18 @@ static void test_tls(void **state) {
     assert_true(dlt_contains(dlock_errmsg(), url + strlen("rediss://")));
 }
 
-/* The port of a replica of master `port` (from its ROLE), or 0. */
+/* The plain port of the node whose TLS port is tls (ROLE names replicas by the port they announce,
+ * the TLS one with tls-replication on), or 0. */
+static int plain_port(int tls) {
+    for (int n = 1; n <= NODES; n++) {
+        if (node_up(node_port(n)) && tls_port(node_port(n)) == tls) {
+            return node_port(n);
+        }
+    }
+    return 0;
+}
+
+/* The plain port of a replica of master `port` (from its ROLE), or 0. */
 static int replica_of(int port) {
     redisReply *r = on_port(port, "ROLE");
     int rp = 0;
@@ -625,7 +636,7 @@ static int replica_of(int port) {
         }
     }
     freeReplyObject(r);
-    return rp;
+    return rp > 0 ? plain_port(rp) : 0;
 }
 
 /* A release hands the lock only to a waiter subscribed at the id's master itself, and sends no
