@@ -503,6 +503,90 @@ static void test_wait_replicas(void **state) {
     wait_group_whole();
 }
 
+/* The lock key's value on the master sentinel 1 names (NULL if absent or unreachable). */
+static char *value_on_master(const char *id) {
+    int port = master_port(1);
+    redisContext *raw =
+        port > 0 ? redisConnectWithTimeout("127.0.0.1", port, (struct timeval){1, 0}) : NULL;
+    char *v = NULL;
+    if (raw != NULL && !raw->err) {
+        redisReply *r = redisCommand(raw, "GET %b", id, strlen(id));
+        v = r != NULL && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+        freeReplyObject(r);
+    }
+    redisFree(raw);
+    return v;
+}
+
+/* `dlock run` across a failover of the master: SENTINEL FAILOVER, or kill -9 (then the killed
+ * node is started again). The lock was replicated before the failover, so the promoted replica
+ * has it: the run's renewals follow the new master, the key keeps the run's token on it, and the
+ * command finishes with its own status, not the lock-lost 75. The lease (10 s) outlasts the
+ * sentinels' detection and election (about 5 s), and the command (16 s) outlasts the lease, so
+ * only renewals on the new master keep the lock. */
+static void run_across_failover(int kill_master) {
+    const char *id = dlt_id(kill_master ? "run-kill" : "run-failover");
+    const char *argv[] = {dlt_env_require("DLOCK_TEST_CLI"),
+                          "run",
+                          "--url",
+                          url(),
+                          "-l",
+                          "15s",
+                          id,
+                          "--",
+                          "sleep",
+                          "9",
+                          NULL};
+    pid_t run = dlt_spawn(argv);
+    assert_true(run > 0);
+    char *token = NULL;
+    for (int64_t until = dlt_now_ms() + dlt_slow(10000); token == NULL; dlt_sleep_ms(50)) {
+        assert_true(dlt_now_ms() < until);
+        token = value_on_master(id);
+    }
+    dlt_sleep_ms(200); /* let it replicate */
+    int old = master_port(1), n = node_number(old);
+    if (kill_master) {
+        assert_int_equal(kill(node_pid(n), SIGKILL), 0);
+    } else {
+        redisContext *s = dlt_raw_connect(sentinel_port(1), NULL);
+        redisReply *r =
+            dlt_raw_cmd(s, "SENTINEL FAILOVER %s", dlt_env_require("DLOCK_TEST_SENTINEL_MASTER"));
+        assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+        redisFree(s);
+    }
+    int now = wait_new_master(old, dlt_slow(20000));
+    char *v = value_on_master(id);
+    assert_non_null(v); /* the promoted replica had it */
+    assert_string_equal(v, token);
+    free(v);
+    int status = dlt_wait(run, dlt_slow(30000));
+    print_message("dlock run across %s of master %d (now %d): exit %d\n",
+                  kill_master ? "kill -9" : "SENTINEL FAILOVER", old, now, status);
+    assert_int_equal(status, 0); /* sleep's own status: the lock was never lost */
+    v = value_on_master(id);
+    assert_null(v); /* released on the new master */
+    free(token);
+    if (kill_master) {
+        char key[64];
+        snprintf(key, sizeof key, "DLOCK_TEST_SENTINEL_NODE_CONF_%d", n);
+        const char *start[] = {"redis-server", dlt_env_require(key), NULL};
+        assert_int_equal(dlt_run(start, 10000), 0);
+    }
+    wait_replica(old, dlt_slow(20000));
+}
+
+static void test_run_across_forced_failover(void **state) {
+    (void)state;
+    run_across_failover(0);
+}
+
+static void test_run_across_master_killed(void **state) {
+    (void)state;
+    run_across_failover(1);
+}
+
 /* Without wait_replicas: the replicas miss an acquire (SIGSTOPped, their links cut), the master
  * is killed, a replica is promoted without the key, and a second holder gets in, with the same
  * fencing token: the failover lost the lock and the fencing counter's increment. The first
@@ -592,6 +676,8 @@ int main(void) {
         cmocka_unit_test(test_switch_moves_client_at_once),
         cmocka_unit_test(test_forced_failover),
         cmocka_unit_test(test_master_killed),
+        cmocka_unit_test(test_run_across_forced_failover),
+        cmocka_unit_test(test_run_across_master_killed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
