@@ -126,6 +126,16 @@ static void test_unknown_master_name(void **state) {
     assert_true(dlt_contains(dlock_errmsg(), "no-such-group"));
 }
 
+/* SENTINEL FAILOVER, asked of sentinel 1: a graceful switch to a replica. */
+static void force_failover(void) {
+    redisContext *s = dlt_raw_connect(sentinel_port(1), NULL);
+    redisReply *r =
+        dlt_raw_cmd(s, "SENTINEL FAILOVER %s", dlt_env_require("DLOCK_TEST_SENTINEL_MASTER"));
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    redisFree(s);
+}
+
 /* Keeps acquiring fresh locks until one works (errors meanwhile, never NOT_ACQUIRED). Returns
  * how long it took. */
 static int64_t until_it_works(dlock_client *c, int64_t limit_ms) {
@@ -196,12 +206,7 @@ static void test_switch_moves_client_at_once(void **state) {
     dlock_client *c = dlt_open(url(), NULL);
     roundtrip(c); /* a pooled connection to the old master, still healthy after the switch */
     int old = master_port(1);
-    redisContext *s = dlt_raw_connect(sentinel_port(1), NULL);
-    redisReply *r =
-        dlt_raw_cmd(s, "SENTINEL FAILOVER %s", dlt_env_require("DLOCK_TEST_SENTINEL_MASTER"));
-    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
-    freeReplyObject(r);
-    redisFree(s);
+    force_failover();
     int64_t until = dlt_now_ms() + dlt_slow(15000);
     while (!all_moved_from(old)) {
         assert_true(dlt_now_ms() < until);
@@ -242,12 +247,7 @@ static void test_forced_failover(void **state) {
     int64_t start = dlt_now_ms();
     dlt_assert_rc(dlock_lock_acquire(held, NULL), DLOCK_OK);
     dlt_sleep_ms(100); /* let it replicate */
-    redisContext *s = dlt_raw_connect(sentinel_port(1), NULL);
-    redisReply *r =
-        dlt_raw_cmd(s, "SENTINEL FAILOVER %s", dlt_env_require("DLOCK_TEST_SENTINEL_MASTER"));
-    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
-    freeReplyObject(r);
-    redisFree(s);
+    force_failover();
     int now = wait_new_master(old, dlt_slow(15000));
     wait_replica(old, dlt_slow(15000));
     int64_t took = until_it_works(c, dlt_slow(15000));
@@ -549,12 +549,7 @@ static void run_across_failover(int kill_master) {
     if (kill_master) {
         assert_int_equal(kill(node_pid(n), SIGKILL), 0);
     } else {
-        redisContext *s = dlt_raw_connect(sentinel_port(1), NULL);
-        redisReply *r =
-            dlt_raw_cmd(s, "SENTINEL FAILOVER %s", dlt_env_require("DLOCK_TEST_SENTINEL_MASTER"));
-        assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
-        freeReplyObject(r);
-        redisFree(s);
+        force_failover();
     }
     int now = wait_new_master(old, dlt_slow(20000));
     char *v = value_on_master(id);
