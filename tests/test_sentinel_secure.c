@@ -160,6 +160,23 @@ static void test_wrong_ca(void **state) {
     assert_no_secret_in_message();
 }
 
+/* The CLI: the sentinels' password from DLOCK_SENTINEL_PASSWORD, the nodes' from DLOCK_PASSWORD
+ * (never the command line). A refused sentinel password exits 77 (credentials), not 69 (down). */
+static void test_cli_with_passwords(void **state) {
+    (void)state;
+    const char *base = dlt_env_require("DLOCK_TEST_SENTINEL_URL");
+    const char *argv[] = {
+        dlt_env_require("DLOCK_TEST_CLI"),         "run",         "--url", base,   "--cacert",
+        dlt_env_require("DLOCK_TEST_SENTINEL_CA"), dlt_id("cli"), "--",    "true", NULL};
+    setenv("DLOCK_PASSWORD", node_pass(), 1);
+    setenv("DLOCK_SENTINEL_PASSWORD", sentinel_pass(), 1);
+    assert_int_equal(dlt_run(argv, dlt_slow(10000)), 0);
+    setenv("DLOCK_SENTINEL_PASSWORD", "not-the-password", 1);
+    assert_int_equal(dlt_run(argv, dlt_slow(10000)), 77);
+    unsetenv("DLOCK_SENTINEL_PASSWORD");
+    unsetenv("DLOCK_PASSWORD");
+}
+
 /* SENTINEL FAILOVER: the same client hears of the new master from the sentinels, over TLS, and
  * locks there (roundtrip checks the key on the master the sentinels name). */
 static void test_failover_over_tls(void **state) {
@@ -199,6 +216,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_sentinel_password),
         cmocka_unit_test(test_wrong_node_password),
         cmocka_unit_test(test_wrong_ca),
+        cmocka_unit_test(test_cli_with_passwords),
         cmocka_unit_test(test_failover_over_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -262,6 +262,10 @@ int cli_fail_msg(int rc, const char *what, const char *msg) {
     case DLOCK_EAUTH:
         if (server_is_rest) {
             cli_error("%s; check the token (--token-file or UPSTASH_REDIS_REST_TOKEN)", head);
+        } else if (strstr(head, "no sentinel answered") != NULL) {
+            cli_error("%s; check the sentinels' password (--sentinel-password-file or "
+                      "DLOCK_SENTINEL_PASSWORD) and user (--sentinel-user)",
+                      head);
         } else {
             cli_error("%s; check the password (--password-file, DLOCK_PASSWORD or REDISCLI_AUTH) "
                       "and the user (--user or the URL)",
